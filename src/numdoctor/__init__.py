@@ -1,0 +1,30 @@
+"""numdoctor: find out why a numerical Python program hangs, crashes or returns garbage.
+
+Importing numdoctor is cheap and has no side effects; each part loads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numdoctor._version import __version__
+
+__all__ = ["Finding", "Report", "Severity", "__version__", "check"]
+
+_LAZY = {
+    "check": ("numdoctor.api", "check"),
+    "Finding": ("numdoctor.findings", "Finding"),
+    "Report": ("numdoctor.findings", "Report"),
+    "Severity": ("numdoctor.findings", "Severity"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'numdoctor' has no attribute {name!r}")

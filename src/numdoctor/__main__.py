@@ -1,0 +1,5 @@
+import sys
+
+from numdoctor.cli import main
+
+sys.exit(main())

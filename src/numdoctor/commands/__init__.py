@@ -1,0 +1,1 @@
+"""One module per subcommand; shared option helpers in _common."""

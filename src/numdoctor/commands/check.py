@@ -1,0 +1,113 @@
+"""`numdoctor check`: what is loaded, what conflicts, how to fix it."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from numdoctor.commands._common import FAIL_ON, add_output_options, emit_report
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check", help="diagnose the BLAS/OpenMP/CUDA stack (default command)",
+        description="Import the numerical frameworks in a fresh subprocess (or those named "
+                    "with --import, in that order), then report the loaded native libraries, "
+                    "their thread pools, the conflicts between them and how to fix them.",
+    )
+    parser.add_argument("--import", dest="imports", metavar="MODS",
+                        help="comma-separated modules to import, in this order "
+                             "(default: every known framework that is installed)")
+    parser.add_argument("--fail-on", choices=FAIL_ON, default="error",
+                        help="exit 1 when a finding is at least this severe (default: error)")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="seconds one import may take before it counts as hung "
+                             "(default: 120)")
+    add_output_options(parser)
+
+
+def parse_modules(value: str | None) -> list[str] | None:
+    from numdoctor.cli import UsageError
+
+    if value is None:
+        return None
+    modules = [m.strip() for m in value.split(",") if m.strip()]
+    if not modules:
+        raise UsageError("numdoctor check: --import needs at least one module name")
+    for module in modules:
+        if not _MODULE.match(module):
+            raise UsageError(f"numdoctor check: --import: {module!r} is not a module name")
+    return modules
+
+
+def default_modules() -> list[str]:
+    """The known frameworks that are installed, in canonical order, found without importing."""
+    import importlib.util
+
+    from numdoctor.snapshot.frameworks import KNOWN_FRAMEWORKS
+
+    found = []
+    for name in KNOWN_FRAMEWORKS:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                found.append(name)
+        except (ImportError, ValueError):
+            continue
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from numdoctor.cli import UsageError
+    from numdoctor.findings import Report
+    from numdoctor.rules import apply_rules
+    from numdoctor.snapshot.isolated import collect_isolated
+
+    if args.timeout <= 0:
+        raise UsageError("numdoctor check: --timeout must be positive")
+    modules = parse_modules(args.imports)
+    if modules is None:
+        modules = default_modules()
+    with _progress(modules) as progress:
+        snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress)
+    report = Report(kind="check", findings=apply_rules(snapshot), snapshot=snapshot.to_dict())
+    emit_report(report, args.format, args.output)
+    return 1 if report.fails(args.fail_on) else 0
+
+
+class _progress:
+    """A rich progress line on stderr while modules import; silent when not a terminal."""
+
+    def __init__(self, modules: list[str]) -> None:
+        self.modules = modules
+        self.bar = None
+
+    def __enter__(self):
+        if not sys.stderr.isatty() or not self.modules:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total}"),
+                            console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("starting", total=len(self.modules) + 1)
+        self.bar.start()
+        return self.update
+
+    def update(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "import":
+            self.bar.update(self.task, description=f"import {event['module']}")
+        elif kind == "imported":
+            self.bar.advance(self.task)
+        elif kind == "collect":
+            self.bar.update(self.task, description="collecting")
+        elif kind == "done":
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,39 @@
+"""Render reports (last stage of the pipeline). Renderers see only the report's plain dict.
+
+Every format goes through the same two secret filters: the dict is redacted before a renderer
+sees it, and the rendered text is scanned once more, so no renderer can leak by mistake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numdoctor.findings import Report
+from numdoctor.redact import redact_text, redact_tree
+
+FORMATS = ("text", "json", "markdown")
+
+
+def report_data(report: Report | dict[str, Any]) -> dict[str, Any]:
+    data = report.to_dict() if isinstance(report, Report) else report
+    return redact_tree(data)
+
+
+def render(report: Report | dict[str, Any], fmt: str = "text", *, color: bool = False,
+           width: int | None = None, verbose: bool = False) -> str:
+    data = report_data(report)
+    if fmt == "json":
+        from numdoctor.render.json_format import render_json
+
+        out = render_json(data)
+    elif fmt == "markdown":
+        from numdoctor.render.markdown import render_markdown
+
+        out = render_markdown(data)
+    elif fmt == "text":
+        from numdoctor.render.text import render_text
+
+        out = render_text(data, color=color, width=width, verbose=verbose)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return redact_text(out)

@@ -1,0 +1,66 @@
+"""BLAS/LAPACK libraries: several copies or vendors in one process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from numdoctor.findings import Finding, Severity
+from numdoctor.rules._evidence import describe_library, packages
+from numdoctor.rules.registry import get, rule
+from numdoctor.snapshot.model import Snapshot
+
+
+@rule("BLAS001", "Several BLAS/LAPACK libraries are loaded", Severity.WARNING)
+def several_blas(snapshot: Snapshot) -> Iterator[Finding]:
+    """
+    More than one BLAS/LAPACK implementation is mapped into the process: copies of the same
+    vendor (NumPy's and SciPy's wheels each vendor their own OpenBLAS) or different vendors
+    (OpenBLAS next to MKL, or torch's statically linked MKL).
+
+    **Why it matters.** Each library keeps its own thread pool sized to all CPUs, so their
+    threads add up; `OPENBLAS_NUM_THREADS` or `threadpoolctl` limits applied through one
+    framework may miss the others; and results can differ in the last bits depending on which
+    library served a call. With `RTLD_GLOBAL` a call can even bind to the wrong library
+    (see SYM001).
+
+    **Fix.** Usually nothing breaks, but set one limit for all of them: `OMP_NUM_THREADS`
+    (read by every vendor) or `threadpoolctl.threadpool_limits(n)`, which reaches every
+    loaded copy. For a single BLAS, install NumPy and SciPy from one channel that shares a
+    BLAS (conda-forge `libblas`, or a system build).
+    """
+    libs = snapshot.libs("blas")
+    evidence = [describe_library(lib) for lib in libs]
+    torch = snapshot.framework("torch")
+    static = 0
+    if torch and str(torch.details.get("blas_info", "")).lower() == "mkl":
+        static = 1
+        threads = torch.details.get("num_threads")
+        evidence.append(
+            f"Intel MKL linked statically into torch {torch.version}"
+            + (f" ({threads} threads, set by torch.set_num_threads)" if threads else "")
+        )
+    if len(libs) + static < 2:
+        return
+    total = sum(lib.num_threads or 0 for lib in libs)
+    if static:
+        total += int(torch.details.get("num_threads") or 0)
+    cpus = snapshot.system.effective_cpus
+    vendors = sorted({lib.vendor for lib in libs} | ({"mkl (static, torch)"} if static else set()))
+    title = f"{len(libs) + static} BLAS libraries are loaded ({', '.join(vendors)})"
+    why = (
+        f"Their pools total {total} threads on {cpus} effective CPU(s); a thread limit "
+        "applied to one of them does not reach the others."
+        if total
+        else "Each keeps its own thread pool; limits applied to one do not reach the others."
+    )
+    owners = packages(libs) + (", torch" if static else "")
+    yield get("BLAS001").finding(
+        evidence,
+        title=title,
+        why=why,
+        fix=(
+            "Limit all pools at once with OMP_NUM_THREADS (or threadpoolctl.threadpool_limits), "
+            f"or install {owners} from one channel that shares one BLAS."
+        ),
+        severity=Severity.WARNING if cpus is None or total > cpus else Severity.INFO,
+    )

@@ -1,0 +1,65 @@
+"""The collector subprocess: import modules in order, then collect a Snapshot.
+
+Run as `python -m numdoctor.snapshot._child ARGS_JSON`. Progress goes to an inherited pipe
+as JSON lines so the parent can tell which import is running if we hang or die; the snapshot
+goes to a file. Nothing but the standard library is imported before the user's modules, so
+the import order under test is exactly the requested one.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+
+def main() -> int:
+    args = json.loads(sys.argv[1])
+    events = os.fdopen(args["events_fd"], "w", buffering=1, encoding="utf-8")
+    dump = open(args["dump_file"], "w", buffering=1, encoding="utf-8")
+    # Fatal signals print the traceback of every thread; SIGUSR1 asks for one on demand (the
+    # parent sends it before killing a hung import). Both work while C code holds the GIL.
+    faulthandler.enable(file=dump, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True, chain=False)
+
+    def emit(**event: object) -> None:
+        events.write(json.dumps(event) + "\n")
+
+    attempts = []
+    for module in args["imports"]:
+        emit(event="import", module=module)
+        start = time.perf_counter()
+        status, detail, tb = "ok", "", ""
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module or module.startswith(f"{exc.name}."):
+                status, detail = "missing", str(exc)
+            else:
+                status, detail, tb = "error", f"{type(exc).__name__}: {exc}", \
+                    traceback.format_exc()
+        except BaseException as exc:  # SystemExit from a module is a failure too
+            status, detail, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        seconds = time.perf_counter() - start
+        attempts.append({"module": module, "status": status, "seconds": round(seconds, 3),
+                         "detail": detail, "traceback": tb[-4000:]})
+        emit(event="imported", module=module, status=status, seconds=seconds, detail=detail)
+
+    emit(event="collect")
+    from numdoctor.snapshot.collect import collect
+    from numdoctor.snapshot.model import ImportAttempt
+
+    snapshot = collect(collected_by="subprocess")
+    snapshot.imports = [ImportAttempt(**a) for a in attempts]
+    with open(args["result_file"], "w", encoding="utf-8") as fh:
+        json.dump(snapshot.to_dict(), fh)
+    emit(event="done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Collect a Snapshot in a fresh subprocess that first imports the named modules.
+
+An import that raises, hangs or crashes the child is recorded as an ImportAttempt (the rules
+turn it into a finding); the remaining modules are then collected in a new child without the
+culprit, so the report still describes everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from numdoctor.snapshot.model import ImportAttempt, Snapshot
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class _ChildResult:
+    snapshot: Snapshot | None = None
+    failed_module: str | None = None  # the module being imported when it hung or died
+    failure: ImportAttempt | None = None
+    completed: list[dict] = field(default_factory=list)
+
+
+def collect_isolated(
+    imports: list[str],
+    *,
+    timeout: float = 120.0,
+    progress: Progress | None = None,
+    env: dict[str, str] | None = None,
+) -> Snapshot:
+    """Import `imports` in order in a subprocess, then collect there.
+
+    `timeout` bounds each import and the collection itself.
+    """
+    failures: list[ImportAttempt] = []
+    remaining = list(imports)
+    while True:
+        result = _run_child(remaining, timeout, progress, env)
+        if result.snapshot is not None:
+            snapshot = result.snapshot
+            snapshot.imports = _merge(imports, failures, snapshot.imports)
+            return snapshot
+        assert result.failure is not None
+        failures.append(result.failure)
+        if result.failed_module is None or result.failed_module not in remaining:
+            # The collector itself failed after every import succeeded: report that.
+            snapshot = Snapshot(collected_by="subprocess", created=time.time())
+            snapshot.imports = _merge(imports, failures, [
+                ImportAttempt(**{k: c[k] for k in ("module", "status", "seconds", "detail")})
+                for c in result.completed
+            ])
+            snapshot.notes.append("the collector subprocess failed after the imports; "
+                                  "the facts above are incomplete")
+            return snapshot
+        remaining.remove(result.failed_module)
+
+
+def _merge(order: list[str], failures: list[ImportAttempt],
+           attempts: list[ImportAttempt]) -> list[ImportAttempt]:
+    by_module = {a.module: a for a in attempts}
+    by_module.update({f.module: f for f in failures})
+    merged = [by_module[m] for m in order if m in by_module]
+    merged += [f for f in failures if f.module not in order]
+    return merged
+
+
+def _run_child(imports: list[str], timeout: float, progress: Progress | None,
+               env: dict[str, str] | None) -> _ChildResult:
+    with tempfile.TemporaryDirectory(prefix="numdoctor-") as tmp:
+        tmpdir = Path(tmp)
+        read_fd, write_fd = os.pipe()
+        args = {
+            "imports": imports,
+            "events_fd": write_fd,
+            "dump_file": str(tmpdir / "faulthandler.txt"),
+            "result_file": str(tmpdir / "snapshot.json"),
+        }
+        stderr_path = tmpdir / "stderr.txt"
+        with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "numdoctor.snapshot._child", json.dumps(args)],
+                stdin=subprocess.DEVNULL, stdout=devnull, stderr=stderr,
+                pass_fds=(write_fd,), start_new_session=True, env=env,
+            )
+        os.close(write_fd)
+        try:
+            return _supervise(child, read_fd, timeout, progress, tmpdir, stderr_path)
+        finally:
+            os.close(read_fd)
+            _kill_group(child)
+
+
+def _supervise(child: subprocess.Popen, read_fd: int, timeout: float,
+               progress: Progress | None, tmpdir: Path, stderr_path: Path) -> _ChildResult:
+    result = _ChildResult()
+    current: str | None = None
+    started = time.monotonic()
+    buffer = b""
+    while True:
+        remaining = timeout - (time.monotonic() - started)
+        if remaining <= 0:
+            return _hung(child, current, timeout, tmpdir, stderr_path, result)
+        ready, _, _ = select.select([read_fd], [], [], min(remaining, 0.5))
+        if not ready:
+            continue
+        chunk = os.read(read_fd, 65536)
+        if not chunk:  # the child closed the pipe: it exited or died
+            break
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            event = json.loads(line)
+            if progress is not None:
+                progress(event)
+            kind = event.get("event")
+            if kind == "import":
+                current, started = event["module"], time.monotonic()
+            elif kind == "imported":
+                result.completed.append(event)
+                current = None
+            elif kind == "collect":
+                current, started = None, time.monotonic()
+    code = child.wait()
+    result_file = tmpdir / "snapshot.json"
+    if code == 0 and result_file.exists():
+        result.snapshot = Snapshot.from_dict(json.loads(result_file.read_text()))
+        return result
+    result.failed_module = current
+    result.failure = ImportAttempt(
+        module=current or "(numdoctor collector)",
+        status="crash",
+        seconds=round(time.monotonic() - started, 3),
+        detail=_exit_description(code),
+        traceback=_tail(tmpdir / "faulthandler.txt", stderr_path),
+    )
+    return result
+
+
+def _hung(child: subprocess.Popen, current: str | None, timeout: float, tmpdir: Path,
+          stderr_path: Path, result: _ChildResult) -> _ChildResult:
+    # Ask faulthandler for every thread's stack before killing, so the report says where.
+    dump = tmpdir / "faulthandler.txt"
+    try:
+        child.send_signal(signal.SIGUSR1)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and dump.stat().st_size == 0:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    _kill_group(child)
+    result.failed_module = current
+    result.failure = ImportAttempt(
+        module=current or "(numdoctor collector)",
+        status="hang",
+        seconds=timeout,
+        detail=f"no progress for {timeout:g} s; the subprocess was killed",
+        traceback=_tail(dump, stderr_path),
+    )
+    return result
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            child.kill()
+        child.wait()
+    else:
+        # The child is gone, but anything it started in its session must not outlive us.
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _exit_description(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exited with status {code}"
+
+
+def _tail(dump: Path, stderr_path: Path, lines: int = 40) -> str:
+    parts = []
+    for label, path in (("stderr", stderr_path), ("faulthandler", dump)):
+        try:
+            text = path.read_text(errors="replace").strip()
+        except OSError:
+            continue
+        if text:
+            parts.append(f"--- {label} (last lines) ---\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(parts)

@@ -1,0 +1,123 @@
+"""Which shared libraries of interest a process has mapped, read passively from /proc.
+
+Passive means: no call into any of the libraries. Parsing `/proc/<pid>/maps` cannot crash the
+process even when two incompatible OpenMP runtimes are loaded; calling them can.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+# (family, vendor, basename pattern). auditwheel renames bundled copies to
+# `libgomp-a34b3233.so.1.0.0`, so every pattern allows an optional `-<hash>` before `.so`.
+_H = r"(?:-[0-9a-f]{8})?"
+_PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [
+    ("openmp", "gnu", re.compile(rf"^libgomp{_H}\.so")),
+    ("openmp", "intel", re.compile(rf"^libiomp5{_H}\.so")),
+    ("openmp", "llvm", re.compile(rf"^libomp{_H}\.so")),
+    ("blas", "openblas", re.compile(rf"^lib(?:scipy_)?openblas[\w]*?{_H}\.so")),
+    ("blas", "mkl", re.compile(rf"^libmkl_(?:rt|core){_H}\.so")),
+    ("blas", "blis", re.compile(rf"^libblis[\w]*?{_H}\.so")),
+    ("blas", "flexiblas", re.compile(rf"^libflexiblas{_H}\.so")),
+    ("blas", "reference", re.compile(rf"^lib(?:c?blas|lapack)(?:64)?{_H}\.so")),
+    ("cuda", "cudart", re.compile(r"^libcudart\.so")),
+    ("cuda", "cublas", re.compile(r"^libcublas\.so")),
+    ("cuda", "cublasLt", re.compile(r"^libcublasLt\.so")),
+    ("cuda", "cusolver", re.compile(r"^libcusolver\.so")),
+    ("cuda", "cusparse", re.compile(r"^libcusparse\.so")),
+    ("cuda", "cufft", re.compile(r"^libcufft\.so")),
+    ("cuda", "cudnn", re.compile(r"^libcudnn\.so")),
+    ("cuda", "nccl", re.compile(r"^libnccl\.so")),
+    ("cuda", "driver", re.compile(r"^libcuda\.so")),
+    ("cuda", "nvml", re.compile(r"^libnvidia-ml\.so")),
+    ("cxx", "libstdc++", re.compile(rf"^libstdc\+\+{_H}\.so")),
+]
+
+# MKL's threading layer lives in its own library; its presence says which one is in use.
+_MKL_THREADING = re.compile(r"^libmkl_(intel_thread|gnu_thread|tbb_thread|sequential)\.so")
+
+
+@dataclass(frozen=True)
+class MappedLibrary:
+    path: str  # real path
+    family: str
+    vendor: str
+    # Address ranges of the executable segments, for attributing threads and stack frames.
+    text_ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    start: int
+    end: int
+    perms: str
+    path: str
+
+
+def read_maps(pid: int | str = "self") -> list[MapEntry]:
+    """Parse /proc/<pid>/maps. Raises OSError when it cannot be read."""
+    entries = []
+    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            parts = line.split(None, 5)
+            if len(parts) < 5:
+                continue
+            start, _, end = parts[0].partition("-")
+            path = parts[5].strip() if len(parts) == 6 else ""
+            entries.append(MapEntry(int(start, 16), int(end, 16), parts[1], path))
+    return entries
+
+
+def classify(path: str) -> tuple[str, str] | None:
+    """(family, vendor) for a library path, or None when it is not of interest."""
+    name = os.path.basename(path).lower()
+    # Keep the original case for the CUDA libraries (libcublasLt).
+    original = os.path.basename(path)
+    for family, vendor, pattern in _PATTERNS:
+        if pattern.match(original) or pattern.match(name):
+            return family, vendor
+    return None
+
+
+def mkl_threading_layers(maps: list[MapEntry]) -> list[str]:
+    """MKL threading-layer libraries mapped in, e.g. ["gnu_thread"]."""
+    found = []
+    for entry in maps:
+        match = _MKL_THREADING.match(os.path.basename(entry.path))
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+    return found
+
+
+def loaded_libraries(maps: list[MapEntry]) -> list[MappedLibrary]:
+    """Libraries of interest, one per real path, in the order they were mapped."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    kinds: dict[str, tuple[str, str]] = {}
+    realpaths: dict[str, str] = {}
+    for entry in maps:
+        if not entry.path.startswith("/") or entry.path.endswith(" (deleted)"):
+            continue
+        kind = classify(entry.path)
+        if kind is None:
+            continue
+        real = realpaths.get(entry.path)
+        if real is None:
+            real = realpaths[entry.path] = os.path.realpath(entry.path)
+        kinds.setdefault(real, kind)
+        spans = ranges.setdefault(real, [])
+        if "x" in entry.perms:
+            spans.append((entry.start, entry.end))
+    return [
+        MappedLibrary(path=path, family=kinds[path][0], vendor=kinds[path][1],
+                      text_ranges=tuple(ranges[path]))
+        for path in kinds
+    ]
+
+
+def all_text_ranges(maps: list[MapEntry]) -> list[tuple[int, int, str]]:
+    """Executable ranges of every mapped file, sorted, for mapping addresses to libraries."""
+    return sorted(
+        (e.start, e.end, e.path) for e in maps if "x" in e.perms and e.path.startswith("/")
+    )
