@@ -71,10 +71,23 @@ def run(args: argparse.Namespace) -> int:
     if modules is None:
         modules = default_modules()
     with _progress(modules) as progress:
-        snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress)
+        snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
+                                    while_waiting=lambda: _prepare(args.format))
     report = Report(kind="check", findings=apply_rules(snapshot), snapshot=snapshot.to_dict())
     emit_report(report, args.format, args.output)
     return 1 if report.fails(args.fail_on) else 0
+
+
+def _prepare(fmt: str) -> None:
+    """Load the rules and the renderer while the collector imports the frameworks."""
+    import importlib
+
+    from numdoctor.rules import all_rules
+
+    all_rules()
+    importlib.import_module({"json": "numdoctor.render.json_format",
+                             "markdown": "numdoctor.render.markdown"}.get(fmt,
+                                                                          "numdoctor.render.text"))
 
 
 class _progress:

@@ -109,6 +109,7 @@ def _load_all() -> None:
     from numdoctor.rules import (  # noqa: F401
         blas,
         collection,
+        fleet,
         fork,
         mkl,
         openmp,

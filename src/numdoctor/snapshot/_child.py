@@ -18,7 +18,11 @@ import traceback
 
 
 def main() -> int:
-    args = json.loads(sys.argv[1])
+    return run(json.loads(sys.argv[1]))
+
+
+def run(args: dict) -> int:
+    """Import, collect, report. Called in a spawned interpreter or in a forked clean one."""
     events = os.fdopen(args["events_fd"], "w", buffering=1, encoding="utf-8")
     dump = open(args["dump_file"], "w", buffering=1, encoding="utf-8")
     # Fatal signals print the traceback of every thread; SIGUSR1 asks for one on demand (the

@@ -116,12 +116,15 @@ def _version_from_name(path: str) -> str:
 
 
 def _add_threadpool_info(snapshot: Snapshot, kmp_before: str | None) -> None:
-    vendors = {lib.vendor for lib in snapshot.libraries if lib.family == "openmp"}
-    if {"intel", "llvm"} <= vendors:
-        # Calling into either runtime can itself crash the process in this state.
+    vendors = [lib.vendor for lib in snapshot.libraries if lib.family == "openmp"]
+    unsafe = {"intel", "llvm"} <= set(vendors) or vendors.count("intel") > 1 \
+        or vendors.count("llvm") > 1
+    if unsafe:
+        # Querying a runtime initialises it; in these states that alone can abort the process
+        # (OMP Error #15) or crash it, and would change the process we are describing.
         snapshot.notes.append(
-            "thread counts not queried: Intel and LLVM OpenMP are both loaded and calling into "
-            "them can crash this process (run `numdoctor check` to query them in a subprocess)"
+            "thread counts not queried: the loaded Intel/LLVM OpenMP runtimes conflict and "
+            "initialising them could crash this process; library facts come from /proc only"
         )
         return
     try:

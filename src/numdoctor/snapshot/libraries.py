@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass
 
 # (family, vendor, basename pattern). auditwheel renames bundled copies to
-# `libgomp-a34b3233.so.1.0.0`, so every pattern allows an optional `-<hash>` before `.so`.
-_H = r"(?:-[0-9a-f]{8})?"
+# `libgomp-a34b3233.so.1.0.0` and distributions add versions (`libomp-14.so.5`), so every
+# pattern allows an optional `-<suffix>` before `.so`.
+_H = r"(?:-[0-9A-Za-z_.\-]+?)?"
 _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [
-    ("openmp", "gnu", re.compile(rf"^libgomp{_H}\.so")),
+    ("openmp", "gnu", re.compile(rf"^libgomp(?!-plugin){_H}\.so")),
     ("openmp", "intel", re.compile(rf"^libiomp5{_H}\.so")),
     ("openmp", "llvm", re.compile(rf"^libomp{_H}\.so")),
     ("blas", "openblas", re.compile(rf"^lib(?:scipy_)?openblas[\w]*?{_H}\.so")),
@@ -109,10 +110,14 @@ def loaded_libraries(maps: list[MapEntry]) -> list[MappedLibrary]:
         spans = ranges.setdefault(real, [])
         if "x" in entry.perms:
             spans.append((entry.start, entry.end))
+    # libmkl_rt loads libmkl_core behind the scenes: one MKL, listed once.
+    rt_dirs = {os.path.dirname(p) for p in kinds if os.path.basename(p).startswith("libmkl_rt")}
     return [
         MappedLibrary(path=path, family=kinds[path][0], vendor=kinds[path][1],
                       text_ranges=tuple(ranges[path]))
         for path in kinds
+        if not (os.path.basename(path).startswith("libmkl_core")
+                and os.path.dirname(path) in rt_dirs)
     ]
 
 

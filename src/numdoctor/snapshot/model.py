@@ -107,6 +107,9 @@ class Snapshot:
     # Things the collector could not find out, and why; shown so silence is never mistaken
     # for health.
     notes: list[str] = field(default_factory=list)
+    # Binary compatibility, reloads, shadowing, requirement and symbol conflicts. The lambda
+    # defers the name lookup: BinaryFacts is defined in its own section at the end of this file.
+    binary: BinaryFacts = field(default_factory=lambda: BinaryFacts())
     schema_version: int = SNAPSHOT_SCHEMA_VERSION
 
     # -- conveniences for rules (pure functions of the facts) --------------------------------
@@ -159,3 +162,111 @@ def _convert(hint: Any, value: Any) -> Any:
             if arg is not type(None):
                 return _convert(arg, value)
     return value
+
+
+# -- binary compatibility, reloads, shadowing, version and symbol conflicts ------------------
+# Collected by numdoctor.snapshot.binary; judged by numdoctor.rules.binary.
+
+
+@dataclass
+class NumpyBuild:
+    """The NumPy that compiled extensions are judged against."""
+
+    version: str = ""
+    path: str = ""  # the package directory
+    loaded: bool = False  # imported in the process (False: the copy an import would pick)
+    api_version: int | None = None  # C-API feature version (NPY_API_VERSION), e.g. 0x15
+    abi_version: int | None = None  # NPY_ABI_VERSION: 0x01000009 (1.x) or 0x02000000 (2.x)
+
+
+@dataclass
+class ExtensionModule:
+    """A compiled file that uses NumPy's C-API, as its bytes and a test import tell."""
+
+    path: str  # real path
+    module: str = ""  # import name; "" for a shared library that is not a module
+    distribution: str = ""
+    distribution_version: str = ""
+    loaded: bool = False  # mapped into the inspected process
+    numpy_headers: str = ""  # "1.x" or "2.x": the NumPy headers it was compiled with
+    binding: str = ""  # "c-api" (numpy's import_array) or "pybind11"
+    target_api: str = ""  # oldest NumPy whose C-API it needs, e.g. "1.23" ("" = not in binary)
+    target_api_version: int | None = None  # the same as NPY_FEATURE_VERSION, e.g. 0x10
+    markers: list[str] = field(default_factory=list)  # the strings found that tell the above
+    requires_numpy: str = ""  # its distribution's own requirement, e.g. "numpy>=1.16"
+    # Runtime confirmation: importing `import_name` in a fresh interpreter.
+    import_name: str = ""
+    runtime_status: str = ""  # "" (not tried), "incompatible", "ok", "error", "timeout"
+    runtime_message: str = ""  # NumPy's own message, or the error's last line
+
+
+@dataclass
+class ModuleReload:
+    """Evidence that a module was executed more than once in this process."""
+
+    module: str
+    how: str  # "reload", "numpy-reload-warning", "duplicate-file", "stale-reference"
+    detail: str = ""
+
+
+@dataclass
+class PackageCopy:
+    path: str  # the package directory
+    version: str = ""
+    distribution: str = ""
+    sys_path_index: int = -1  # position of its sys.path entry (lower wins)
+    native_mapped: bool = False  # some compiled file of this copy is mapped in the process
+
+
+@dataclass
+class ShadowedPackage:
+    """One import name that resolves to several directories along sys.path."""
+
+    name: str
+    copies: list[PackageCopy] = field(default_factory=list)  # in sys.path order
+    imported: str = ""  # directory of the copy in sys.modules ("" = not imported)
+
+
+@dataclass
+class RequirementConflict:
+    """An installed distribution whose declared requirement is not met."""
+
+    distribution: str
+    version: str
+    requirement: str  # as declared, e.g. "numpy<2,>=1.22"
+    dependency: str
+    installed: str = ""  # installed version of the dependency; "" when it is missing
+
+
+@dataclass
+class SymbolExporter:
+    path: str
+    distribution: str = ""
+    distribution_version: str = ""
+
+
+@dataclass
+class SymbolClash:
+    """Loaded libraries that all export the same BLAS/LAPACK symbols."""
+
+    symbols: list[str] = field(default_factory=list)
+    libraries: list[SymbolExporter] = field(default_factory=list)
+
+
+@dataclass
+class BinaryFacts:
+    numpy: NumpyBuild | None = None  # None: NumPy is neither loaded nor installed
+    scan: str = "loaded"  # "loaded" (mapped files only) or "environment" (--scan-abi)
+    scanned_files: int = 0  # compiled files whose bytes were read
+    numpy_users: int = 0  # of which use NumPy's C-API
+    scan_seconds: float = 0.0
+    # Compiled files that may not work with `numpy`: built with other-major headers, needing
+    # a newer C-API, or whose runtime import failed. Plainly compatible ones are only counted.
+    extensions: list[ExtensionModule] = field(default_factory=list)
+    reloads: list[ModuleReload] = field(default_factory=list)
+    shadowed: list[ShadowedPackage] = field(default_factory=list)
+    # Installed numerical distributions (canonical name -> version) and their dependencies.
+    distributions: dict[str, str] = field(default_factory=dict)
+    conflicts: list[RequirementConflict] = field(default_factory=list)
+    symbols_checked: int = 0  # loaded libraries whose exported symbols were looked up
+    symbol_clashes: list[SymbolClash] = field(default_factory=list)

@@ -62,11 +62,15 @@ def _record(dist_info: Path) -> frozenset[str]:
 
 @cache
 def _full_index(site: str) -> dict[str, Path]:
-    """relative file path -> dist-info, for every distribution of a site directory."""
+    """absolute file path -> dist-info, for every distribution of a site directory.
+
+    RECORD paths may leave the site directory (`../../../lib/libiomp5.so` for the data files
+    of intel-openmp or mkl), so they are resolved against it.
+    """
     index: dict[str, Path] = {}
     for dist_info in _dist_infos(site).values():
         for rel in _record(dist_info):
-            index.setdefault(rel, dist_info)
+            index.setdefault(os.path.normpath(os.path.join(site, rel)), dist_info)
     return index
 
 
@@ -81,20 +85,26 @@ def _site_dirs() -> list[str]:
 def owning_distribution(path: str) -> tuple[str, str] | None:
     """(distribution name, version) that installed `path`, or None when pip did not."""
     real = os.path.realpath(path)
-    for site in sorted(_site_dirs(), key=len, reverse=True):
+    sites = [s for s in sorted(_site_dirs(), key=len, reverse=True) if _dist_infos(s)]
+    for site in sites:
         if not real.startswith(site + os.sep):
             continue
         relative = real[len(site) + 1:]
-        infos = _dist_infos(site)
-        if not infos:
-            continue
         top = relative.split(os.sep, 1)[0]
-        guess = infos.get(_normalize(top.removesuffix(".libs")))
+        guess = _dist_infos(site).get(_normalize(top.removesuffix(".libs")))
         if guess is not None and relative in _record(guess):
             return _metadata_name_version(guess)
-        owner = _full_index(site).get(relative)
+        owner = _full_index(site).get(real)
         if owner is not None:
             return _metadata_name_version(owner)
+    # Data files installed beside the environment (<prefix>/lib/libiomp5.so): only a file
+    # under the prefix of a site directory can be pip's.
+    for site in sites:
+        prefix = Path(site).parents[2]  # <prefix>/lib/pythonX.Y/site-packages
+        if real.startswith(f"{prefix}{os.sep}") and not real.startswith(site + os.sep):
+            owner = _full_index(site).get(real)
+            if owner is not None:
+                return _metadata_name_version(owner)
     return _conda_owner(real)
 
 

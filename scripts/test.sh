@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs into ./.venv, then run the whole suite.
+# Used by CI (.ci/run) and by developers: `bash scripts/test.sh [pytest args]`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Native fixtures: gcc builds the tiny C programs the tests supervise; Debian's libomp5 gives a
+# real LLVM OpenMP runtime to mix with Intel's. Without root or apt those tests skip, saying why.
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=()
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+  ls /usr/lib/*/libomp.so.5 >/dev/null 2>&1 || missing+=(libomp5-14)
+  if [ ${#missing[@]} -gt 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") \
+      || echo "warning: could not apt-get install ${missing[*]}; dependent tests will skip" >&2
+  fi
+fi
+
+python3 -m venv .venv
+# torch is pinned to the CPU build inside the [test] extra; a range could pull a CUDA build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+.venv/bin/ruff check src tests benchmarks
+exec .venv/bin/python -m pytest "$@"
