@@ -5,8 +5,6 @@ Importing numdoctor is cheap and has no side effects; each part loads on first u
 
 from __future__ import annotations
 
-from typing import Any
-
 from numdoctor._version import __version__
 
 __all__ = ["Finding", "Report", "Severity", "__version__", "check"]
@@ -19,7 +17,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 

@@ -16,7 +16,8 @@ TOKENS = [
     "AKIA" + "ABCDEFGHIJKLMNOP",
     "xoxb-" + "123456789012-abcdefghijkl",
     "sk-" + "proj-abcdefghijklmnopqrstuvwxyz012345",
-    "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0" + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+    + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
 ]
 
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from numdoctor.commands._options import FAIL_ON, add_output_options
 from numdoctor.findings import Report
 
-FAIL_ON = ("error", "warning", "never")
-
-
-def add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text",
-                        help="report format (default: text)")
-    parser.add_argument("--output", "-o", metavar="FILE",
-                        help="write the report to FILE instead of standard output")
+__all__ = ["FAIL_ON", "add_output_options", "emit_report", "use_color"]
 
 
 def use_color(stream) -> bool:

@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 
-from numdoctor.commands._common import FAIL_ON, add_output_options, emit_report
+from numdoctor.commands._options import FAIL_ON, add_output_options
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -26,6 +26,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
                         help="seconds one import may take before it counts as hung "
                              "(default: 120)")
+    parser.add_argument("--scan-abi", action="store_true",
+                        help="read every compiled file of the environment for the NumPy it "
+                             "was built for (default: only the loaded ones)")
+    parser.add_argument("--confirm-abi", action="store_true",
+                        help="import each extension that looks built for another NumPy in a "
+                             "fresh interpreter and report NumPy's own message")
     add_output_options(parser)
 
 
@@ -47,7 +53,7 @@ def default_modules() -> list[str]:
     """The known frameworks that are installed, in canonical order, found without importing."""
     import importlib.util
 
-    from numdoctor.snapshot.frameworks import KNOWN_FRAMEWORKS
+    from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
 
     found = []
     for name in KNOWN_FRAMEWORKS:
@@ -72,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         modules = default_modules()
     with _progress(modules) as progress:
         snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
-                                    while_waiting=lambda: _prepare(args.format))
+                                    while_waiting=lambda: _prepare(args.format),
+                                    scan_abi=args.scan_abi, confirm_abi=args.confirm_abi)
     report = Report(kind="check", findings=apply_rules(snapshot), snapshot=snapshot.to_dict())
+    from numdoctor.commands._common import emit_report
+
     emit_report(report, args.format, args.output)
     return 1 if report.fails(args.fail_on) else 0
 

@@ -1,23 +1,19 @@
-"""Collect facts: the Snapshot of a process (first stage of the pipeline)."""
+"""Collect facts: the Snapshot of a process (first stage of the pipeline).
 
-from numdoctor.snapshot.model import (
-    SNAPSHOT_SCHEMA_VERSION,
-    CgroupInfo,
-    FrameworkInfo,
-    ImportAttempt,
-    LoadedLibrary,
-    ProcessInfo,
-    Snapshot,
-    SystemInfo,
+The model classes load on first use: this package is on the start-up path of `numdoctor
+check`, which forks its collector before anything heavy is imported.
+"""
+
+_MODEL_NAMES = (
+    "SNAPSHOT_SCHEMA_VERSION", "CgroupInfo", "FrameworkInfo", "ImportAttempt", "LoadedLibrary",
+    "ProcessInfo", "Snapshot", "SystemInfo",
 )
+__all__ = list(_MODEL_NAMES)
 
-__all__ = [
-    "SNAPSHOT_SCHEMA_VERSION",
-    "CgroupInfo",
-    "FrameworkInfo",
-    "ImportAttempt",
-    "LoadedLibrary",
-    "ProcessInfo",
-    "Snapshot",
-    "SystemInfo",
-]
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name in _MODEL_NAMES:
+        from numdoctor.snapshot import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'numdoctor.snapshot' has no attribute {name!r}")

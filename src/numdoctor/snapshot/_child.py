@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 
 
 def main() -> int:
@@ -41,12 +40,16 @@ def run(args: dict) -> int:
         try:
             __import__(module)
         except ModuleNotFoundError as exc:
+            import traceback
+
             if exc.name == module or module.startswith(f"{exc.name}."):
                 status, detail = "missing", str(exc)
             else:
                 status, detail, tb = "error", f"{type(exc).__name__}: {exc}", \
                     traceback.format_exc()
         except BaseException as exc:  # SystemExit from a module is a failure too
+            import traceback
+
             status, detail, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
         seconds = time.perf_counter() - start
         attempts.append({"module": module, "status": status, "seconds": round(seconds, 3),
@@ -57,7 +60,8 @@ def run(args: dict) -> int:
     from numdoctor.snapshot.collect import collect
     from numdoctor.snapshot.model import ImportAttempt
 
-    snapshot = collect(collected_by="subprocess")
+    snapshot = collect(collected_by="subprocess", scan_abi=args.get("scan_abi", False),
+                       confirm_abi=args.get("confirm_abi", False))
     snapshot.imports = [ImportAttempt(**a) for a in attempts]
     with open(args["result_file"], "w", encoding="utf-8") as fh:
         json.dump(snapshot.to_dict(), fh)

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from numdoctor.snapshot.binary import collect_binary
 from numdoctor.snapshot.environment import collect_environment
 from numdoctor.snapshot.frameworks import collect_frameworks
 from numdoctor.snapshot.libraries import (
@@ -24,8 +25,13 @@ from numdoctor.snapshot.threads import attribute_threads, python_thread_ids, thr
 _KMP = "KMP_DUPLICATE_LIB_OK"
 
 
-def collect(*, threadpools: bool = True, collected_by: str = "process") -> Snapshot:
-    """Facts about this process: system, loaded libraries, frameworks, environment."""
+def collect(*, threadpools: bool = True, collected_by: str = "process", scan_abi: bool = False,
+            confirm_abi: bool = False) -> Snapshot:
+    """Facts about this process: system, loaded libraries, frameworks, environment.
+
+    `scan_abi` reads every compiled file of the environment for its NumPy build (default:
+    only the loaded ones); `confirm_abi` test-imports suspicious ones in a fresh interpreter.
+    """
     snapshot = Snapshot(collected_by=collected_by, created=time.time())
     kmp_before = os.environ.get(_KMP)
     snapshot.process = _process_info(kmp_before)
@@ -60,6 +66,8 @@ def collect(*, threadpools: bool = True, collected_by: str = "process") -> Snaps
                 "lower bound"
             )
     snapshot.frameworks = collect_frameworks()
+    snapshot.binary = collect_binary(scan_abi=scan_abi, confirm_abi=confirm_abi, maps=maps,
+                                     notes=snapshot.notes)
     return snapshot
 
 

@@ -11,14 +11,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
 from numdoctor.snapshot.model import FrameworkInfo
 from numdoctor.snapshot.ownership import distribution_of_module
-
-# Import names, in the canonical order used when nothing is named on the command line.
-KNOWN_FRAMEWORKS = (
-    "numpy", "scipy", "sklearn", "numexpr", "numba", "torch", "tensorflow", "jax", "jaxlib",
-    "xgboost", "lightgbm", "cupy", "pandas",
-)
 
 
 def collect_frameworks() -> list[FrameworkInfo]:

@@ -11,26 +11,29 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from numdoctor.snapshot.model import ImportAttempt, Snapshot
+# This module sits on the start-up path of `numdoctor check`, before the collector forks:
+# the dataclass models, subprocess and tempfile are imported only where they are used.
+if TYPE_CHECKING:
+    import subprocess
+
+    from numdoctor.snapshot.model import ImportAttempt, Snapshot
 
 Progress = Callable[[dict], None]
 
 
-@dataclass
 class _ChildResult:
-    snapshot: Snapshot | None = None
-    failed_module: str | None = None  # the module being imported when it hung or died
-    failure: ImportAttempt | None = None
-    completed: list[dict] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.failed_module: str | None = None  # being imported when the child hung or died
+        self.failure: ImportAttempt | None = None
+        self.completed: list[dict] = []
 
 
 def collect_isolated(
@@ -40,6 +43,8 @@ def collect_isolated(
     progress: Progress | None = None,
     env: dict[str, str] | None = None,
     while_waiting: Callable[[], object] | None = None,
+    scan_abi: bool = False,
+    confirm_abi: bool = False,
 ) -> Snapshot:
     """Import `imports` in order in a subprocess, then collect there.
 
@@ -47,10 +52,13 @@ def collect_isolated(
     this process, as soon as the first child has started (to overlap the caller's own
     start-up work with the child's imports).
     """
+    from numdoctor.snapshot.model import ImportAttempt, Snapshot
+
     failures: list[ImportAttempt] = []
     remaining = list(imports)
     while True:
-        result = _run_child(remaining, timeout, progress, env, while_waiting)
+        result = _run_child(remaining, timeout, progress, env, while_waiting,
+                            {"scan_abi": scan_abi, "confirm_abi": confirm_abi})
         while_waiting = None
         if result.snapshot is not None:
             snapshot = result.snapshot
@@ -82,7 +90,10 @@ def _merge(order: list[str], failures: list[ImportAttempt],
 
 def _run_child(imports: list[str], timeout: float, progress: Progress | None,
                env: dict[str, str] | None,
-               while_waiting: Callable[[], object] | None) -> _ChildResult:
+               while_waiting: Callable[[], object] | None,
+               collect_options: dict | None = None) -> _ChildResult:
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="numdoctor-") as tmp:
         tmpdir = Path(tmp)
         read_fd, write_fd = os.pipe()
@@ -91,11 +102,14 @@ def _run_child(imports: list[str], timeout: float, progress: Progress | None,
             "events_fd": write_fd,
             "dump_file": str(tmpdir / "faulthandler.txt"),
             "result_file": str(tmpdir / "snapshot.json"),
+            **(collect_options or {}),
         }
         stderr_path = tmpdir / "stderr.txt"
         if env is None and _can_fork(imports):
             child: subprocess.Popen | _ForkedChild = _fork_child(args, read_fd, stderr_path)
         else:
+            import subprocess
+
             with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "numdoctor.snapshot._child", json.dumps(args)],
@@ -119,7 +133,7 @@ def _can_fork(imports: list[str]) -> bool:
     only equivalent when this process has one thread, no numerical module loaded and none of
     the requested modules imported: true for the `numdoctor` command, not for a notebook.
     """
-    from numdoctor.snapshot.frameworks import KNOWN_FRAMEWORKS
+    from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
 
     if not hasattr(os, "fork") or sys.platform != "linux":
         return False
@@ -216,6 +230,8 @@ def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: fl
                 current = None
             elif kind == "collect":
                 current, started = None, time.monotonic()
+    from numdoctor.snapshot.model import ImportAttempt, Snapshot
+
     code = child.wait()
     result_file = tmpdir / "snapshot.json"
     if code == 0 and result_file.exists():
@@ -232,8 +248,8 @@ def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: fl
     return result
 
 
-def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: float, tmpdir: Path,
-          stderr_path: Path, result: _ChildResult) -> _ChildResult:
+def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: float,
+          tmpdir: Path, stderr_path: Path, result: _ChildResult) -> _ChildResult:
     # Ask faulthandler for every thread's stack before killing, so the report says where.
     dump = tmpdir / "faulthandler.txt"
     try:
@@ -245,6 +261,8 @@ def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: 
         time.sleep(0.05)
     time.sleep(0.1)
     _kill_group(child)
+    from numdoctor.snapshot.model import ImportAttempt
+
     result.failed_module = current
     result.failure = ImportAttempt(
         module=current or "(numdoctor collector)",

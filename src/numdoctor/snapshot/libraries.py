@@ -71,15 +71,20 @@ def read_maps(pid: int | str = "self") -> list[MapEntry]:
     return entries
 
 
+# One alternation, so classifying a path costs one regex match instead of one per pattern.
+_ANY = re.compile("|".join(f"(?P<p{i}>{p.pattern})" for i, (_, _, p) in enumerate(_PATTERNS)))
+
+
 def classify(path: str) -> tuple[str, str] | None:
     """(family, vendor) for a library path, or None when it is not of interest."""
-    name = os.path.basename(path).lower()
-    # Keep the original case for the CUDA libraries (libcublasLt).
-    original = os.path.basename(path)
-    for family, vendor, pattern in _PATTERNS:
-        if pattern.match(original) or pattern.match(name):
-            return family, vendor
-    return None
+    name = os.path.basename(path)
+    if not name.startswith("lib"):
+        return None
+    match = _ANY.match(name)
+    if match is None:
+        return None
+    family, vendor, _ = _PATTERNS[int(match.lastgroup[1:])]
+    return family, vendor
 
 
 def mkl_threading_layers(maps: list[MapEntry]) -> list[str]:
@@ -97,10 +102,13 @@ def loaded_libraries(maps: list[MapEntry]) -> list[MappedLibrary]:
     ranges: dict[str, list[tuple[int, int]]] = {}
     kinds: dict[str, tuple[str, str]] = {}
     realpaths: dict[str, str] = {}
+    seen: dict[str, tuple[str, str] | None] = {}
     for entry in maps:
         if not entry.path.startswith("/") or entry.path.endswith(" (deleted)"):
             continue
-        kind = classify(entry.path)
+        kind = seen.get(entry.path, False)
+        if kind is False:
+            kind = seen[entry.path] = classify(entry.path)
         if kind is None:
             continue
         real = realpaths.get(entry.path)

@@ -60,6 +60,15 @@ def _record(dist_info: Path) -> frozenset[str]:
         return frozenset()
 
 
+def _record_lists(dist_info: Path, relative: str) -> bool:
+    """Whether one RECORD names a file: a substring test, no CSV parse (RECORDs are long)."""
+    try:
+        text = "\n" + (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return f"\n{relative}," in text or f'\n"{relative}",' in text
+
+
 @cache
 def _full_index(site: str) -> dict[str, Path]:
     """absolute file path -> dist-info, for every distribution of a site directory.
@@ -92,7 +101,7 @@ def owning_distribution(path: str) -> tuple[str, str] | None:
         relative = real[len(site) + 1:]
         top = relative.split(os.sep, 1)[0]
         guess = _dist_infos(site).get(_normalize(top.removesuffix(".libs")))
-        if guess is not None and relative in _record(guess):
+        if guess is not None and _record_lists(guess, relative):
             return _metadata_name_version(guess)
         owner = _full_index(site).get(real)
         if owner is not None:

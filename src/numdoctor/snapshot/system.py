@@ -35,7 +35,7 @@ def collect_system(proc: Path = Path("/proc"), root: Path = Path("/")) -> System
         else uname.system,
         kernel=uname.release,
         machine=uname.machine,
-        libc=" ".join(platform.libc_ver()).strip(),
+        libc=_libc(),
         python_version=platform.python_version(),
         python_implementation=platform.python_implementation(),
         python_executable=sys.executable,
@@ -51,6 +51,14 @@ def collect_system(proc: Path = Path("/proc"), root: Path = Path("/")) -> System
                                          info.cgroup.cpu_quota)
     info.memory_total = read_memtotal(proc / "meminfo")
     return info
+
+
+def _libc() -> str:
+    # platform.libc_ver() scans the interpreter binary; the C library can simply be asked.
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError, AttributeError):
+        return " ".join(platform.libc_ver()).strip()
 
 
 def _has_os_release() -> bool:

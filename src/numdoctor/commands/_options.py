@@ -1,0 +1,14 @@
+"""Options shared by the subcommands; argparse only, so parsers build fast."""
+
+from __future__ import annotations
+
+import argparse
+
+FAIL_ON = ("error", "warning", "never")
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                        help="report format (default: text)")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="write the report to FILE instead of standard output")

@@ -1,0 +1,146 @@
+"""`numdoctor fleet`: the same diagnosis on every member of a Dask cluster, and how they differ."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from numdoctor.commands._options import FAIL_ON, add_output_options
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_CONNECT_LIMIT = 30.0  # seconds to find the scheduler, at most (Dask's own default)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fleet", help="diagnose every worker of a Dask cluster and show how they differ",
+        description="Collect a snapshot on every worker of a Dask cluster, on the scheduler "
+                    "and on this client (through Dask's own out-of-band calls), apply the "
+                    "rules to each, and report the findings per worker (identical ones "
+                    "grouped) and where workers differ from the majority: packages, "
+                    "BLAS/OpenMP libraries, thread settings, CPU flags, effective CPUs. "
+                    "Needs numdoctor in every worker's environment and the 'dask' extra "
+                    "here (pip install 'numdoctor[dask]').",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--scheduler", metavar="ADDRESS",
+                        help="address of a running scheduler, e.g. tcp://10.0.0.5:8786")
+    target.add_argument("--local", metavar="N", type=_positive_int,
+                        help="start a local cluster of N worker processes (1 thread each) "
+                             "and examine it")
+    parser.add_argument("--import", dest="imports", metavar="MODS",
+                        help="comma-separated modules each member imports, in this order, in a "
+                             "fresh subprocess on its host before collecting (default: "
+                             "describe each worker process as it is now)")
+    parser.add_argument("--probe", nargs="?", const="", metavar="SPEC",
+                        help="spread a probe matrix over the workers (needs `numdoctor "
+                             "probe`, not available in this version)")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="seconds the whole collection may take; members that have not "
+                             "answered by then are reported as hung (default: 120)")
+    parser.add_argument("--fail-on", choices=FAIL_ON, default="error",
+                        help="exit 1 when a finding is at least this severe (default: error)")
+    add_output_options(parser)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("needs at least 1 worker")
+    return number
+
+
+def parse_modules(value: str | None) -> list[str] | None:
+    from numdoctor.cli import UsageError
+
+    if value is None:
+        return None
+    modules = [m.strip() for m in value.split(",") if m.strip()]
+    if not modules:
+        raise UsageError("numdoctor fleet: --import needs at least one module name")
+    for module in modules:
+        if not _MODULE.match(module):
+            raise UsageError(f"numdoctor fleet: --import: {module!r} is not a module name")
+    return modules
+
+
+def run(args: argparse.Namespace) -> int:
+    from numdoctor.cli import UsageError
+
+    if args.timeout <= 0:
+        raise UsageError("numdoctor fleet: --timeout must be positive")
+    if args.probe is not None:
+        raise UsageError("numdoctor fleet: --probe: probe is not available in this version")
+    modules = parse_modules(args.imports)
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        print(f"numdoctor fleet: needs dask.distributed, which cannot be imported ({exc}); "
+              "install it with: pip install 'numdoctor[dask]'", file=sys.stderr)
+        return 2
+
+    from numdoctor.commands._common import emit_report
+    from numdoctor.fleet.api import check
+
+    try:
+        with _client(args) as client:
+            report = check(client, imports=modules, timeout=args.timeout)
+    except ClusterUnavailable as exc:
+        print(f"numdoctor fleet: {exc}", file=sys.stderr)
+        return 2
+    emit_report(report, args.format, args.output)
+    return 1 if report.fails(args.fail_on) else 0
+
+
+class ClusterUnavailable(Exception):
+    """The scheduler could not be reached, or the local cluster did not start."""
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    import logging
+
+    from distributed import Client
+
+    connect = min(args.timeout, _CONNECT_LIMIT)
+    if args.scheduler is not None:
+        try:
+            client = Client(args.scheduler, timeout=connect, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise ClusterUnavailable(
+                f"cannot connect to the scheduler at {args.scheduler} within {connect:g} s: "
+                f"{_one_line(exc)}") from None
+        with client:
+            yield client
+        return
+
+    from distributed import LocalCluster
+
+    try:
+        # The scheduler runs in this process; quieten its routine logging so the report
+        # is the only output.
+        cluster = LocalCluster(n_workers=args.local, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    except Exception as exc:
+        raise ClusterUnavailable(f"the local cluster of {args.local} worker(s) did not start: "
+                                 f"{_one_line(exc)}") from None
+    with cluster, Client(cluster, set_as_default=False) as client:
+        try:
+            client.wait_for_workers(args.local, timeout=args.timeout)
+        except (TimeoutError, OSError) as exc:
+            raise ClusterUnavailable(f"the local cluster's {args.local} worker(s) did not "
+                                     f"all start within {args.timeout:g} s: "
+                                     f"{_one_line(exc)}") from None
+        yield client
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,185 @@
+"""Modules executed twice in this process, and packages with several copies on sys.path.
+
+Reload evidence, all read after the fact from the live process:
+
+- `importlib.reload(m)` re-finds the spec and executes it through `_bootstrap._exec`, which,
+  unlike the normal `_load_unlocked` path, never sets `spec._initializing`. A module in
+  `sys.modules` whose spec lacks that attribute was therefore reloaded (or executed by hand
+  with `module_from_spec` + `exec_module`, which is a second import too when it replaces
+  the entry). Works whatever warning filters were in effect.
+- NumPy's `_reload_guard()` warns "The NumPy module was reloaded (imported a second time)";
+  with the default filters the warning leaves its text in some module's `__warningregistry__`.
+- A module object that some other module still references, but that is no longer the one in
+  `sys.modules` under its name: the package was purged from `sys.modules` and imported again,
+  so two copies of its state live on.
+- Two different module objects in `sys.modules` loaded from the same file (a package imported
+  under two names, e.g. through a sys.path entry inside site-packages).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+
+from numdoctor.snapshot.abi import version_file
+from numdoctor.snapshot.libraries import MapEntry
+from numdoctor.snapshot.model import ModuleReload, PackageCopy, ShadowedPackage
+from numdoctor.snapshot.ownership import owning_distribution
+
+# Import names of the numerical packages whose reloads and shadowed copies matter.
+NUMERICAL_PACKAGES = (
+    "numpy", "scipy", "sklearn", "pandas", "torch", "tensorflow", "keras", "jax", "jaxlib",
+    "numba", "llvmlite", "numexpr", "bottleneck", "h5py", "tables", "pyarrow", "matplotlib",
+    "cupy", "xgboost", "lightgbm", "skimage", "statsmodels", "threadpoolctl", "joblib",
+    "ml_dtypes", "cv2", "dask", "distributed", "xarray", "sympy", "mkl", "numcodecs",
+)
+
+_NUMPY_RELOAD = "The NumPy module was reloaded"
+
+
+def _is_numerical(name: str) -> bool:
+    return name.partition(".")[0] in NUMERICAL_PACKAGES
+
+
+def find_reloads() -> list[ModuleReload]:
+    modules = [(name, module) for name, module in list(sys.modules.items())
+               if isinstance(module, ModuleType)]
+    found: list[ModuleReload] = []
+    found += _reloaded_specs(modules)
+    found += _numpy_warning(modules)
+    found += _duplicate_files(modules)
+    found += _stale_references(modules)
+    return found
+
+
+def _reloaded_specs(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+    found = []
+    for name, module in modules:
+        spec = getattr(module, "__spec__", None)
+        if spec is None or not _is_numerical(name) or spec.name != name:
+            continue
+        if not hasattr(spec, "_initializing"):
+            found.append(ModuleReload(
+                module=name, how="reload",
+                detail=f"sys.modules[{name!r}] was executed again by importlib.reload() (or "
+                       "by hand with exec_module) after its first import",
+            ))
+    # A reloaded package usually re-imports nothing else; report packages, not every child.
+    names = {r.module for r in found}
+    return [r for r in found if not any(r.module.startswith(p + ".") for p in names)]
+
+
+def _numpy_warning(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+    for name, module in modules:
+        registry = getattr(module, "__dict__", {}).get("__warningregistry__")
+        if not isinstance(registry, dict):
+            continue
+        for key in list(registry):
+            if isinstance(key, tuple) and key and isinstance(key[0], str) \
+                    and key[0].startswith(_NUMPY_RELOAD):
+                line = key[2] if len(key) > 2 else "?"
+                return [ModuleReload(
+                    module="numpy", how="numpy-reload-warning",
+                    detail=f"NumPy warned: {key[0]!r} (recorded in {name}'s warning "
+                           f"registry, line {line})",
+                )]
+    return []
+
+
+def _duplicate_files(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+    by_file: dict[str, list[str]] = {}
+    for name, module in modules:
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not _is_numerical(path_package(path) or name):
+            continue
+        by_file.setdefault(os.path.realpath(path), []).append(name)
+    found = []
+    for path, names in by_file.items():
+        if len(names) > 1 and len({id(sys.modules.get(n)) for n in names}) > 1:
+            found.append(ModuleReload(
+                module=names[0], how="duplicate-file",
+                detail=f"{path} is imported as {' and '.join(sorted(names))}: two module "
+                       "objects, two copies of its state",
+            ))
+    return found
+
+
+def path_package(path: str) -> str:
+    """The top-level package directory name of a site-packages file, e.g. "numpy"."""
+    parts = os.path.realpath(path).split(os.sep)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            index = len(parts) - 1 - parts[::-1].index(marker)
+            if index + 1 < len(parts):
+                return parts[index + 1].removesuffix(".py")
+    return ""
+
+
+def _stale_references(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+    current = {name: module for name, module in modules}
+    stale: dict[str, str] = {}
+    for holder, module in modules:
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for value in list(namespace.values()):
+            if type(value) is not ModuleType:
+                continue
+            name = getattr(value, "__name__", None)
+            if not isinstance(name, str) or not _is_numerical(name):
+                continue
+            live = current.get(name)
+            if live is not None and live is not value and name not in stale:
+                stale[name] = holder
+    return [
+        ModuleReload(
+            module=name, how="stale-reference",
+            detail=f"{holder} still uses an older {name} module object than sys.modules[{name!r}]"
+                   ": it was removed from sys.modules and imported again",
+        )
+        for name, holder in sorted(stale.items())
+    ]
+
+
+# -- shadowing ------------------------------------------------------------------------------
+def find_shadowed(maps: list[MapEntry]) -> list[ShadowedPackage]:
+    entries = _path_entries()
+    mapped = sorted({os.path.realpath(e.path) for e in maps if e.path.startswith("/")})
+    found = []
+    for name in NUMERICAL_PACKAGES:
+        copies: list[PackageCopy] = []
+        for index, entry in entries:
+            directory = os.path.join(entry, name)
+            if not os.path.isfile(os.path.join(directory, "__init__.py")):
+                continue
+            real = os.path.realpath(directory)
+            if any(c.path == real for c in copies):
+                continue
+            copy = PackageCopy(path=real, sys_path_index=index)
+            owner = owning_distribution(os.path.join(directory, "__init__.py"))
+            if owner:
+                copy.distribution, copy.version = owner
+            else:  # a source tree or a copied directory: the package may still say
+                copy.version = version_file(real)
+            prefix = real + os.sep
+            copy.native_mapped = any(p.startswith(prefix) for p in mapped)
+            copies.append(copy)
+        if len(copies) < 2:
+            continue
+        shadow = ShadowedPackage(name=name, copies=copies)
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None) if module is not None else None
+        if isinstance(path, str):
+            shadow.imported = os.path.dirname(os.path.realpath(path))
+        found.append(shadow)
+    return found
+
+
+def _path_entries() -> list[tuple[int, str]]:
+    entries = []
+    for index, entry in enumerate(sys.path):
+        directory = entry or os.getcwd()
+        if os.path.isdir(directory):
+            entries.append((index, directory))
+    return entries
