@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from numdoctor._version import __version__
 
-__all__ = ["Finding", "Report", "Severity", "__version__", "check"]
+__all__ = ["Finding", "Report", "Severity", "__version__", "check", "guard"]
 
 _LAZY = {
     "check": ("numdoctor.api", "check"),
+    "guard": ("numdoctor.protection", "guard"),
     "Finding": ("numdoctor.findings", "Finding"),
     "Report": ("numdoctor.findings", "Report"),
     "Severity": ("numdoctor.findings", "Severity"),
