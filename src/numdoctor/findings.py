@@ -119,6 +119,22 @@ class Report:
             "outcome": self.outcome,
         }
 
+    # Rich display in Jupyter/IPython and a readable str() everywhere else.
+    def _repr_html_(self) -> str:
+        from numdoctor.render import render
+
+        return render(self, "html")
+
+    def _repr_markdown_(self) -> str:
+        from numdoctor.render import render
+
+        return render(self, "markdown")
+
+    def __str__(self) -> str:
+        from numdoctor.render import render
+
+        return render(self, "text")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         return cls(

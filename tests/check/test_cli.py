@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import check_json, codes, run_cli
+from checkutil import check_json, codes, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

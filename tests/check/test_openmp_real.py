@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import check_json, codes, inprocess_check, module_installed, run_cli
+from checkutil import check_json, codes, inprocess_check, module_installed, run_cli
 
 
 def test_intel_openmp_next_to_libgomp_is_omp001(omp_library, libiomp5):
@@ -82,7 +82,7 @@ def test_kmp_duplicate_lib_ok_in_environment_is_omp003():
 
 
 def test_in_process_check_does_not_leave_kmp_duplicate_lib_ok_behind():
-    from conftest import run_python
+    from checkutil import run_python
 
     result = run_python("""
         import os, numpy, numdoctor

@@ -48,6 +48,6 @@ def test_every_rule_has_documentation_and_a_stable_code():
     import re
 
     for rule in all_rules():
-        assert re.fullmatch(r"[A-Z]{2,5}\d{3}", rule.code), rule.code
+        assert re.fullmatch(r"[A-Z]{2,8}\d{3}", rule.code), rule.code
         assert rule.title and len(rule.explanation) > 80, rule.code
         assert "Fix" in rule.explanation or rule.code == "ND000", rule.code

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from checkutil import run_cli
 
 SECRETS = {
     "OMP_SECRET_TOKEN": "plain-value-that-is-secret-42",  # captured prefix, secret-looking name

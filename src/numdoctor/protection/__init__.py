@@ -63,6 +63,9 @@ class Guard:
         self._faulthandler_was_enabled = faulthandler.is_enabled()
         self._armed_faulthandler = False
         self._real_fork = os.fork
+        # One bound method, kept: each attribute access would make a new one, and `os.fork is
+        # self._guarded_fork` would never be true.
+        self._fork_wrapper = self._guarded_fork
         self._reloads: ReloadWatcher | None = None
         self._last_arm = 0.0
         self._lock = threading.Lock()
@@ -85,9 +88,9 @@ class Guard:
         self.on_fork = on_fork
         if on_fork == "ignore":
             self._restore_fork()
-        elif os.fork is not self._guarded_fork:
+        elif os.fork is not self._fork_wrapper:
             self._real_fork = os.fork
-            os.fork = self._guarded_fork  # multiprocessing looks os.fork up at call time
+            os.fork = self._fork_wrapper  # multiprocessing looks os.fork up at call time
         if watch_reloads and self._reloads is None:
             self._reloads = ReloadWatcher()
             self._reloads.install()
@@ -136,7 +139,7 @@ class Guard:
         warnings.warn(ForkHazardWarning(_fork_message(finding)), stacklevel=stacklevel)
 
     def _restore_fork(self) -> None:
-        if os.fork is self._guarded_fork:
+        if os.fork is self._fork_wrapper:
             os.fork = self._real_fork
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 from numdoctor.findings import Report
 from numdoctor.redact import redact_text, redact_tree
 
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "html")
 
 
 def report_data(report: Report | dict[str, Any]) -> dict[str, Any]:
@@ -30,6 +30,10 @@ def render(report: Report | dict[str, Any], fmt: str = "text", *, color: bool = 
         from numdoctor.render.markdown import render_markdown
 
         out = render_markdown(data)
+    elif fmt == "html":
+        from numdoctor.render.html import render_html
+
+        out = render_html(data)
     elif fmt == "text":
         from numdoctor.render.text import render_text
 
