@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from numdoctor._version import __version__
 
-__all__ = ["Finding", "Report", "Severity", "__version__", "check", "guard"]
+__all__ = ["CrashError", "Finding", "HangError", "Report", "Severity", "__version__", "check",
+           "guard", "heartbeat", "isolate"]
 
 _LAZY = {
     "check": ("numdoctor.api", "check"),
@@ -15,6 +16,10 @@ _LAZY = {
     "Finding": ("numdoctor.findings", "Finding"),
     "Report": ("numdoctor.findings", "Report"),
     "Severity": ("numdoctor.findings", "Severity"),
+    "heartbeat": ("numdoctor.supervise.heartbeat", "heartbeat"),
+    "isolate": ("numdoctor.supervise.isolate", "isolate"),
+    "HangError": ("numdoctor.supervise.isolate", "HangError"),
+    "CrashError": ("numdoctor.supervise.isolate", "CrashError"),
 }
 
 

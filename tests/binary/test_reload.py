@@ -55,7 +55,8 @@ def test_purge_and_reimport_leaves_a_stale_module_behind(tmp_path):
 
 @pytest.mark.slow
 def test_plain_imports_report_no_reload():
-    report = collect_report("import numpy, scipy.linalg, threadpoolctl")
+    report = collect_report(
+        "import numpy, scipy.linalg, sklearn.linear_model, threadpoolctl, torch")
     assert report["snapshot"]["binary"]["reloads"] == []
     assert not findings(report, "RELOAD001")
 
@@ -67,3 +68,17 @@ def test_reload_facts_round_trip():
     snapshot.binary.reloads.append(ModuleReload(module="numpy", how="reload", detail="x"))
     again = Snapshot.from_dict(snapshot.to_dict())
     assert again.binary.reloads == snapshot.binary.reloads
+
+
+def test_lazy_first_load_is_not_a_reload():
+    # lazy_loader (scikit-image, ...) loads modules with importlib.util.LazyLoader: their spec
+    # also skips the normal import path, but it is their first and only execution.
+    report = collect_report("""
+        import importlib.util, sys
+        spec = importlib.util.find_spec("threadpoolctl")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["threadpoolctl"] = module
+        importlib.util.LazyLoader(spec.loader).exec_module(module)
+        module.threadpool_info
+    """)
+    assert report["snapshot"]["binary"]["reloads"] == []

@@ -60,7 +60,7 @@ class Fleet:
         self.processes: list[subprocess.Popen] = []
         self.extra: dict[str, subprocess.Popen] = {}
         self.client = None
-        log = open(tmp / "cluster.log", "wb")  # noqa: SIM115 - lives as long as the cluster
+        log = open(tmp / "cluster.log", "wb")  # kept open: the cluster writes to it
         self.cluster = subprocess.Popen(
             [sys.executable, str(HERE / "cluster_main.py"), str(local_workers)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
@@ -79,7 +79,7 @@ class Fleet:
                    "--local-directory", str(self.tmp / f"worker-{name}")]
         if preload is not None:
             command += ["--preload", str(preload)]
-        log = open(self.tmp / f"worker-{name}.log", "wb")  # noqa: SIM115
+        log = open(self.tmp / f"worker-{name}.log", "wb")
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                    env=env, start_new_session=True)
         self.processes.append(process)
@@ -135,7 +135,7 @@ def effective_cpus() -> int:
     return collect_system().effective_cpus or os.cpu_count() or 1
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mixed_fleet(tmp_path_factory) -> Iterator[Fleet]:
     """2 LocalCluster workers, one worker with a larger OMP_NUM_THREADS, one that preloads
     Intel's libiomp5; every worker has imported scikit-learn, as a workload would."""

@@ -124,10 +124,11 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     from distributed import LocalCluster
 
     try:
-        # The scheduler runs in this process; quieten its routine logging so the report
-        # is the only output.
-        cluster = LocalCluster(n_workers=args.local, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        with _status(f"starting a local cluster of {args.local} worker(s)"):
+            # The scheduler runs in this process; quieten its routine logging so the report
+            # is the only output.
+            cluster = LocalCluster(n_workers=args.local, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
     except Exception as exc:
         raise ClusterUnavailable(f"the local cluster of {args.local} worker(s) did not start: "
                                  f"{_one_line(exc)}") from None
@@ -139,6 +140,15 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
                                      f"all start within {args.timeout:g} s: "
                                      f"{_one_line(exc)}") from None
         yield client
+
+
+def _status(message: str) -> contextlib.AbstractContextManager:
+    """A spinner on stderr while something slow starts; nothing when stderr is not a TTY."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def _one_line(exc: BaseException) -> str:

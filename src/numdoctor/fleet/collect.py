@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numdoctor.fleet import runner
-from numdoctor.fleet.remote import collect_member, gather_facts
+from numdoctor.fleet.remote import Collection, collect_member, identity
 from numdoctor.redact import redact_text
 from numdoctor.snapshot.model import Snapshot
 
@@ -29,7 +29,8 @@ class MemberFacts:
     role: str  # worker, scheduler or client
     address: str  # "" for the client
     name: str = ""  # the Dask worker name, when it has one other than its address
-    host: str = ""
+    host: str = ""  # as Dask knows it (an IP address, usually)
+    hostname: str = ""  # as the member's machine calls itself
     status: str = runner.OK  # ok, error, hang, lost (see runner)
     seconds: float = 0.0
     error: str = ""
@@ -49,9 +50,17 @@ class MemberFacts:
     def ok(self) -> bool:
         return self.status == runner.OK and self.snapshot is not None
 
+    @property
+    def machine(self) -> str:
+        """The host for people: "node7 (10.0.0.7)", or whichever of the two is known."""
+        if self.hostname and self.host and self.hostname != self.host:
+            return f"{self.hostname} ({self.host})"
+        return self.hostname or self.host
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "role": self.role, "address": self.address, "name": self.name, "host": self.host,
+            "hostname": self.hostname,
             "status": self.status, "seconds": self.seconds, "error": self.error,
             "detail": self.detail, "pid": self.pid, "python": self.python,
             "nthreads": self.nthreads, "numdoctor_version": self.numdoctor_version,
@@ -88,27 +97,26 @@ def import_timeout(timeout: float) -> float:
 
 def collect_fleet(client: Any, *, imports: list[str] | None = None, timeout: float = 120.0,
                   progress: Progress | None = None) -> FleetFacts:
-    """Ask every worker, the scheduler and the client for their facts; never exceeds about
-    `timeout` seconds (plus the client's own collection when it is slower)."""
+    """Ask every worker, the scheduler and the client for their facts; never takes much more
+    than `timeout` seconds."""
     runner.require_sync_client(client)
     started = time.monotonic()
-    identity = runner.scheduler_identity(client, timeout=timeout)
-    scheduler_address = str(identity.get("address") or runner._scheduler_address(client))
-    worker_info: dict[str, dict[str, Any]] = dict(identity.get("workers") or {})
+    cluster = runner.scheduler_identity(client, timeout=timeout)
+    scheduler_address = str(cluster.get("address") or runner.scheduler_address(client))
+    worker_info: dict[str, dict[str, Any]] = dict(cluster.get("workers") or {})
     if progress is not None:
         progress({"event": "start", "total": len(worker_info) + 2,
                   "workers": len(worker_info)})
 
-    call_args = (list(imports) if imports is not None else None, member_deadline(timeout),
-                 import_timeout(timeout))
+    modules = list(imports) if imports is not None else None
+    deadline, per_import = member_deadline(timeout), import_timeout(timeout)
+    call_args = (modules, deadline, per_import)
     futures = runner.start_on_workers(client, collect_member, timeout=timeout,
                                       workers=list(worker_info), args=call_args)
     futures[scheduler_address] = runner.start_on_scheduler(
         client, collect_member, timeout=timeout, args=call_args)
-
-    local = _collect_client(imports, timeout)
-    if progress is not None:
-        progress({"event": "member", "label": local.label, "status": local.status})
+    # The client's own facts are gathered meanwhile, under the same deadline.
+    local = Collection(modules, per_import, deadline).start()
 
     def report(result: runner.MemberResult) -> None:
         if progress is None:
@@ -121,40 +129,25 @@ def collect_fleet(client: Any, *, imports: list[str] | None = None, timeout: flo
     members = [_member(WORKER, address, results[address], worker_info.get(address, {}))
                for address in worker_info]
     members.append(_member(SCHEDULER, scheduler_address, results[scheduler_address], {}))
-    members.append(local)
+    payload = local.wait()
+    payload.update(identity())
+    members.append(_member(CLIENT, "", runner.MemberResult("client", runner.OK, payload,
+                                                           seconds=payload["seconds"]), {}))
+    if progress is not None:
+        progress({"event": "member", "label": CLIENT, "status": members[-1].status})
     _mark_departed(client, members, timeout)
-    return FleetFacts(scheduler_address=scheduler_address, members=members,
-                      imports=list(imports) if imports is not None else None, timeout=timeout,
-                      seconds=round(time.monotonic() - started, 3))
-
-
-def _collect_client(imports: list[str] | None, timeout: float) -> MemberFacts:
-    import os
-    import socket
-    import sys
-
-    member = MemberFacts(role=CLIENT, address="", host=socket.gethostname(), pid=os.getpid(),
-                         python=sys.version.split()[0])
-    start = time.monotonic()
-    try:
-        payload = gather_facts(imports, import_timeout(timeout))
-    except Exception as exc:
-        import traceback
-
-        member.status, member.error = runner.ERROR, f"{type(exc).__name__}: {exc}"
-        member.detail = redact_text(traceback.format_exc()[-4000:])
-    else:
-        _fill(member, payload)
-    member.seconds = round(time.monotonic() - start, 3)
-    return member
+    return FleetFacts(scheduler_address=scheduler_address, members=members, imports=modules,
+                      timeout=timeout, seconds=round(time.monotonic() - started, 3))
 
 
 def _member(role: str, address: str, result: runner.MemberResult,
             info: dict[str, Any]) -> MemberFacts:
     name = str(info.get("name", ""))
     member = MemberFacts(role=role, address=address, name="" if name == address else name,
-                         host=str(info.get("host", "")), status=result.status,
-                         seconds=result.seconds, nthreads=info.get("nthreads"))
+                         host=str(info.get("host") or _address_host(address)) if address
+                         else "",
+                         status=result.status, seconds=result.seconds,
+                         nthreads=info.get("nthreads"))
     if not result.ok:
         member.error = redact_text(result.error)
         member.detail = redact_text(result.traceback)
@@ -162,7 +155,7 @@ def _member(role: str, address: str, result: runner.MemberResult,
     payload = result.value if isinstance(result.value, dict) else {}
     member.pid = payload.get("pid")
     member.python = str(payload.get("python", ""))
-    member.host = str(payload.get("host") or member.host)
+    member.hostname = str(payload.get("host", ""))
     if isinstance(payload.get("nthreads"), int):
         member.nthreads = payload["nthreads"]
     status = payload.get("status")
@@ -177,6 +170,13 @@ def _member(role: str, address: str, result: runner.MemberResult,
     else:
         _fill(member, payload)
     return member
+
+
+def _address_host(address: str) -> str:
+    """"tcp://10.0.0.7:8786" -> "10.0.0.7" (IPv6 in brackets too)."""
+    location = address.split("://", 1)[-1]
+    host = location.rsplit(":", 1)[0] if ":" in location else location
+    return host.strip("[]")
 
 
 def _fill(member: MemberFacts, payload: dict[str, Any]) -> None:

@@ -70,12 +70,12 @@ class Difference:
         if self.majority is None:
             return value
         if self.key in _SET_LIKE:
-            mine, theirs = _items(value), _items(self.majority)
+            mine, theirs = _items(self.key, value), _items(self.key, self.majority)
             parts = []
             if theirs - mine:
-                parts.append("lacks " + ", ".join(_ordered(theirs - mine, self.majority)))
+                parts.append("lacks " + ", ".join(sorted(theirs - mine)))
             if mine - theirs:
-                parts.append("has " + ", ".join(_ordered(mine - theirs, value)))
+                parts.append("has " + ", ".join(sorted(mine - theirs)))
             return "; ".join(parts) or value
         return value
 
@@ -206,15 +206,10 @@ def _number(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
-def _items(value: str) -> set[str]:
+def _items(key: str, value: str) -> set[str]:
     if value in (NONE_LOADED, "(none known)"):
         return set()
-    separator = ", " if ", " in value or "[" in value else " "
-    return {item for item in value.split(separator) if item}
-
-
-def _ordered(items: set[str], source: str) -> list[str]:
-    return sorted(items)
+    return {item for item in value.split(" " if key == "CPU flags" else ", ") if item}
 
 
 def _key_order(key: Key) -> tuple[int, str]:

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
+
+_NON_ALNUM = re.compile(r"[-_.]+")
+_ONE_AT_A_TIME = threading.Lock()
 
 
 async def collect_member(imports: list[str] | None, deadline: float, import_timeout: float,
@@ -28,35 +33,85 @@ async def collect_member(imports: list[str] | None, deadline: float, import_time
     """Entry point for `Client._run` / `_run_on_scheduler` (Dask fills in `dask_worker`)."""
     server = dask_worker if dask_worker is not None else dask_scheduler
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[dict[str, Any]] = loop.create_future()
-    start = time.monotonic()
+    finished: asyncio.Future[None] = loop.create_future()
 
-    def settle(payload: dict[str, Any]) -> None:
-        if not done.done():
-            done.set_result(payload)
+    def wake() -> None:
+        def settle() -> None:
+            if not finished.done():
+                finished.set_result(None)
 
-    def work() -> None:
         try:
-            payload = gather_facts(imports, import_timeout)
-        except BaseException as exc:
-            payload = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
-                       "traceback": traceback.format_exc()[-4000:]}
-        try:
-            loop.call_soon_threadsafe(settle, payload)
+            loop.call_soon_threadsafe(settle)
         except RuntimeError:  # the member's loop closed meanwhile: nobody is waiting
             pass
 
-    thread = threading.Thread(target=work, name="numdoctor-fleet-collect", daemon=True)
-    thread.start()
+    collection = Collection(imports, import_timeout, deadline, on_done=wake).start()
     try:
-        payload = await asyncio.wait_for(asyncio.shield(done), deadline)
+        await asyncio.wait_for(asyncio.shield(finished), deadline)
     except (asyncio.TimeoutError, TimeoutError):
-        payload = {"status": "hang", "stack": _stack_of(thread),
-                   "error": f"collecting did not finish within {deadline:g} s; the collecting "
-                            "thread is still blocked in this process"}
-    payload["seconds"] = round(time.monotonic() - start, 3)
-    payload.update(_identity(server))
+        pass
+    payload = collection.outcome()
+    payload.update(identity(server))
     return payload
+
+
+class Collection:
+    """`gather_facts` in a daemon thread, with a deadline the caller waits against.
+
+    One collection runs at a time per process: the client and a LocalCluster's scheduler
+    share a process, and the collector adjusts process-wide state (it undoes threadpoolctl's
+    KMP_DUPLICATE_LIB_OK). A collection still blocked from an earlier run is reported as such.
+    """
+
+    def __init__(self, imports: list[str] | None, import_timeout: float, deadline: float,
+                 on_done: Callable[[], None] | None = None) -> None:
+        self.imports = imports
+        self.import_timeout = import_timeout
+        self.deadline = deadline
+        self.on_done = on_done
+        self.started = time.monotonic()
+        self.payload: dict[str, Any] | None = None
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="numdoctor-fleet-collect",
+                                       daemon=True)
+
+    def start(self) -> Collection:
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def wait(self) -> dict[str, Any]:
+        """Block until done or the deadline (from `start`), then the outcome."""
+        self.finished.wait(max(0.0, self.deadline - (time.monotonic() - self.started)))
+        return self.outcome()
+
+    def outcome(self) -> dict[str, Any]:
+        if self.finished.is_set() and self.payload is not None:
+            payload = dict(self.payload)
+        else:
+            payload = {"status": "hang", "stack": _stack_of(self.thread),
+                       "error": f"collecting did not finish within {self.deadline:g} s; the "
+                                "collecting thread is still blocked in this process"}
+        payload["seconds"] = round(time.monotonic() - self.started, 3)
+        return payload
+
+    def _work(self) -> None:
+        remaining = self.deadline - (time.monotonic() - self.started)
+        if not _ONE_AT_A_TIME.acquire(timeout=max(0.0, remaining)):
+            self.payload = {"status": "hang", "stack": "",
+                            "error": "an earlier numdoctor collection in this process is "
+                                     "still blocked"}
+        else:
+            try:
+                self.payload = gather_facts(self.imports, self.import_timeout)
+            except BaseException as exc:
+                self.payload = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
+                                "traceback": traceback.format_exc()[-4000:]}
+            finally:
+                _ONE_AT_A_TIME.release()
+        self.finished.set()
+        if self.on_done is not None:
+            self.on_done()
 
 
 def gather_facts(imports: list[str] | None, import_timeout: float) -> dict[str, Any]:
@@ -83,24 +138,38 @@ def installed_packages() -> dict[str, str]:
     """Distribution name (normalised, PEP 503) -> version, as the import system would see it.
 
     When a distribution is installed twice on sys.path the first one wins, like an import.
+    Only the metadata headers are read: parsing whole METADATA files through the email
+    parser (what `Distribution.metadata` does) costs a worker 1 ms per package.
     """
     import importlib.metadata
-    import re
 
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         try:
-            name = dist.metadata["Name"]
-        except Exception:  # a broken METADATA file is a fact about that env, not our crash
+            text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+        except OSError:  # unreadable metadata is a fact about that env, not our crash
             continue
-        if not name:
-            continue
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        found.setdefault(key, dist.version or "")
+        name, version = _name_version(text)
+        if name:
+            found.setdefault(_NON_ALNUM.sub("-", name).lower(), version)
     return dict(sorted(found.items()))
 
 
-def _identity(server: Any) -> dict[str, Any]:
+def _name_version(metadata: str) -> tuple[str, str]:
+    name = version = ""
+    for line in metadata.splitlines():
+        if not line:  # the headers end at the first empty line
+            break
+        if line.startswith("Name:"):
+            name = line[5:].strip()
+        elif line.startswith("Version:"):
+            version = line[8:].strip()
+        if name and version:
+            break
+    return name, version
+
+
+def identity(server: Any = None) -> dict[str, Any]:
     info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
                             "python": sys.version.split()[0]}
     nthreads = getattr(server, "nthreads", None)

@@ -30,6 +30,10 @@ LOST = "lost"  # the connection to the member broke: it died or left the cluster
 # How long after the per-member deadline the waiting thread gives up on the event loop itself
 # (a coroutine that cannot even be cancelled means the client's loop is stuck).
 _LOOP_GRACE = 5.0
+# Members asked at once. Dask's client keeps at most 512 connections; a call waiting for one
+# would spend its deadline in the queue, so larger clusters are asked in batches, each call's
+# deadline starting when it is sent.
+CONCURRENT_CALLS = 256
 
 
 @dataclass
@@ -75,9 +79,10 @@ def start_on_workers(
     the worker responsive while it waits.
     """
     loop = client.loop.asyncio_loop
+    slots = asyncio.Semaphore(CONCURRENT_CALLS)
     futures = {}
     for address in workers:
-        call = _on_worker(client, fn, address, args, dict(kwargs or {}), timeout)
+        call = _on_worker(client, fn, address, args, dict(kwargs or {}), timeout, slots)
         futures[address] = asyncio.run_coroutine_threadsafe(call, loop)
     return futures
 
@@ -104,8 +109,10 @@ def wait_all(
     """Collect the futures from `start_on_*`, calling `progress` as each one finishes."""
     results: dict[str, MemberResult] = {}
     by_future = {future: address for address, future in futures.items()}
+    batches = -(-len(futures) // CONCURRENT_CALLS)
     try:
-        for future in concurrent.futures.as_completed(by_future, timeout=timeout + _LOOP_GRACE):
+        for future in concurrent.futures.as_completed(
+                by_future, timeout=timeout * max(1, batches) + _LOOP_GRACE):
             address = by_future[future]
             results[address] = _result_of(future, address)
             if progress is not None:
@@ -155,7 +162,7 @@ def run_on_scheduler(
 ) -> MemberResult:
     require_sync_client(client)
     future = start_on_scheduler(client, fn, timeout=timeout, args=args, kwargs=kwargs)
-    address = _scheduler_address(client)
+    address = scheduler_address(client)
     return wait_all({address: future}, timeout=timeout)[address]
 
 
@@ -182,7 +189,14 @@ def scheduler_identity(client: Any, *, timeout: float) -> dict[str, Any]:
 # -- the coroutines (they run on the client's event loop) ------------------------------------
 
 async def _on_worker(client: Any, fn: Callable[..., Any], address: str, args: tuple,
-                     kwargs: dict[str, Any], timeout: float) -> MemberResult:
+                     kwargs: dict[str, Any], timeout: float,
+                     slots: asyncio.Semaphore) -> MemberResult:
+    async with slots:
+        return await _call_worker(client, fn, address, args, kwargs, timeout)
+
+
+async def _call_worker(client: Any, fn: Callable[..., Any], address: str, args: tuple,
+                       kwargs: dict[str, Any], timeout: float) -> MemberResult:
     start = time.monotonic()
     try:
         answers = await asyncio.wait_for(
@@ -203,7 +217,7 @@ async def _on_worker(client: Any, fn: Callable[..., Any], address: str, args: tu
 
 async def _on_scheduler(client: Any, fn: Callable[..., Any], args: tuple,
                         kwargs: dict[str, Any], timeout: float) -> MemberResult:
-    address = _scheduler_address(client)
+    address = scheduler_address(client)
     start = time.monotonic()
     try:
         value = await asyncio.wait_for(client._run_on_scheduler(fn, *args, **kwargs), timeout)
@@ -231,7 +245,7 @@ def _result_of(future: concurrent.futures.Future[MemberResult], address: str) ->
         return MemberResult(address, ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
-def _scheduler_address(client: Any) -> str:
+def scheduler_address(client: Any) -> str:
     try:
         return str(client.scheduler.address)
     except AttributeError:

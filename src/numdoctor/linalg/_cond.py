@@ -90,7 +90,7 @@ def cond(A: Any, p: Any = None, *, exact: bool = True) -> Any:
                 "(κ₁/n ≤ κ₂ ≤ n·κ₁) or exact=True"
             )
         return cond_estimate(A, p=p)
-    a = as_stack(A, square=p in (None, 2, -2) and False)
+    a = as_stack(A, square=p not in (None, 2, -2))
     dtype = result_dtype(a.dtype)
     if a.size and not np.isfinite(a).all():
         _raise_nonfinite(a)
@@ -107,7 +107,6 @@ def cond(A: Any, p: Any = None, *, exact: bool = True) -> Any:
             else:
                 out[ix] = smax / smin if smin > 0 else np.inf
         return out.item() if not batch else out
-    a = as_stack(a)
     with np.errstate(all="ignore"):
         for ix in np.ndindex(*batch):
             try:

@@ -45,8 +45,19 @@ def eps(dt: np.dtype) -> float:
 
 
 def digits_available(dt: np.dtype) -> float:
-    """Decimal digits the dtype carries, -log10(eps): 15.95 for float64, 6.92 for float32."""
-    return -math.log10(eps(dt))
+    """Significant decimal digits of the dtype, -log10(eps/2): 15.95 float64, 7.22 float32."""
+    return -math.log10(eps(dt) / 2.0)
+
+
+def fmt(x: float) -> str:
+    """Two significant digits, exponent without '+' or leading zeros (1.2e-14, 8.3e13)."""
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else ("∞" if x > 0 else "NaN" if x != x else "-∞")
+    s = f"{x:.2g}"
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant}e{int(exp)}"
+    return s
 
 
 def digits_lost(rcond: float | np.ndarray, dt: np.dtype) -> float | np.ndarray:
@@ -55,7 +66,7 @@ def digits_lost(rcond: float | np.ndarray, dt: np.dtype) -> float | np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         lost = -np.log10(np.asarray(rcond, dtype=np.float64))
     lost = np.where(np.isfinite(lost), lost, avail)
-    lost = np.clip(lost, 0.0, avail)
+    lost = np.clip(lost, 0.0, avail) + 0.0  # no "-0.0" for rcond == 1
     return float(lost) if lost.ndim == 0 else lost
 
 

@@ -76,7 +76,7 @@ def cutoff(
     mn = max(m, n)
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if rtol is not None and rtol < 0 or atol is not None and atol < 0:
+    if (rtol is not None and rtol < 0) or (atol is not None and atol < 0):
         raise ValueError("rtol and atol must be non-negative")
     if convention in ("numpy", "jax", "tensorflow") and atol is not None:
         raise ValueError(f"the {convention} convention has no atol; use rtol")
@@ -147,10 +147,10 @@ def pinv(
     _check_finite(a, "A")
     batch = a.shape[:-2]
     m, n = a.shape[-2:]
-    out = np.empty(batch + (n, m), dtype=dtype)
+    out = np.empty((*batch, n, m), dtype=dtype)
     ranks = np.zeros(batch, dtype=np.int64)
     cuts = np.zeros(batch)
-    svals = np.zeros(batch + (min(m, n),), dtype=np.finfo(dtype).dtype)
+    svals = np.zeros((*batch, min(m, n)), dtype=np.finfo(dtype).dtype)
     for ix in np.ndindex(*batch):
         out[ix], ranks[ix], cuts[ix], svals[ix] = _pinv_one(a[ix], dtype, rtol, atol, convention)
     if not return_info:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._dtypes import digits_available, digits_lost, dtype_name
+from ._dtypes import digits_available, digits_lost, dtype_name, fmt
 from ._errors import (
     GuardError,
     IllConditionedError,
@@ -41,12 +41,16 @@ FIX_HINTS = (
 )
 
 
+def _avail_text(dtype: np.dtype) -> str:
+    # Truncate rather than round so float64 reads 15.9 (of 15.95), never "16.0".
+    return f"{np.floor(digits_available(dtype) * 10) / 10:.1f}"
+
+
 def describe_ill(rcond: float, dtype: np.dtype) -> str:
-    lost = digits_lost(rcond, dtype)
-    avail = digits_available(dtype)
-    kappa = f"{1.0 / rcond:.2g}" if rcond > 0 else "∞"
+    lost = min(digits_lost(rcond, dtype), float(_avail_text(dtype)))
+    kappa = fmt(1.0 / rcond) if rcond > 0 else "∞"
     return (
-        f"rcond≈{rcond:.2g} (κ₁≈{kappa}), about {lost:.1f} of {avail:.1f} "
+        f"rcond≈{fmt(rcond)} (κ₁≈{kappa}), about {lost:.1f} of {_avail_text(dtype)} "
         f"{dtype_name(dtype)} digits lost"
     )
 
@@ -58,11 +62,11 @@ def _describe_one(code: int, rcond: float, pivot: int, dtype: np.dtype) -> str:
         if pivot > 0:
             return (
                 f"singular: pivot {pivot} of the factorization is exactly zero "
-                f"(all {digits_available(dtype):.1f} {dtype_name(dtype)} digits lost)"
+                f"(all {_avail_text(dtype)} {dtype_name(dtype)} digits lost)"
             )
         return (
             "singular to working precision: the condition estimate overflows "
-            f"(all {digits_available(dtype):.1f} {dtype_name(dtype)} digits lost)"
+            f"(all {_avail_text(dtype)} {dtype_name(dtype)} digits lost)"
         )
     if code == Status.NOT_POSITIVE_DEFINITE:
         return f"not positive definite: the Cholesky pivot {pivot} is not positive"
@@ -74,7 +78,7 @@ def _describe_one(code: int, rcond: float, pivot: int, dtype: np.dtype) -> str:
 def _threshold_text(threshold: float, dtype: np.dtype) -> str:
     avail = digits_available(dtype)
     allowed = min(-np.log10(threshold), avail) if threshold > 0 else avail
-    return f"the guard requires rcond ≥ {threshold:.2g} (at most {allowed:.1f} digits lost)"
+    return f"the guard requires rcond ≥ {fmt(threshold)} (at most {allowed:.1f} digits lost)"
 
 
 def build_error(

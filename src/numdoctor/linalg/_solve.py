@@ -64,6 +64,14 @@ def _assume(assume_a: str) -> str:
         ) from None
 
 
+def marked(mask: np.ndarray) -> list[tuple[int, ...]]:
+    """Batch indices where ``mask`` is true (``[()]`` for a true 0-d mask)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 0:
+        return [()] if bool(mask) else []
+    return [tuple(int(i) for i in ix) for ix in np.argwhere(mask)]
+
+
 def _classify(rc: float, threshold: float) -> int:
     if not np.isfinite(rc) or rc <= 0.0:
         return Status.SINGULAR
@@ -214,9 +222,9 @@ def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
     n = a.shape[-1]
     B = bb.reshape(n, 1) if vector else bb
     k = B.shape[-1]
-    A_b = np.broadcast_to(a, batch + (n, n))
-    B_b = np.broadcast_to(B, batch + (n, k))
-    X = np.empty(batch + (n, k), dtype=dtype)
+    A_b = np.broadcast_to(a, (*batch, n, n))
+    B_b = np.broadcast_to(B, (*batch, n, k))
+    X = np.empty((*batch, n, k), dtype=dtype)
     bk = _Batch.empty(batch, _METHOD[kind])
 
     b_bad = None
@@ -251,7 +259,7 @@ def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
         bk.status[ix] = _classify(rc, threshold)
 
     replace = _apply_policy(bk, pol, dtype, threshold)
-    for ix in zip(*np.nonzero(replace)) if replace.ndim else ([()] if replace else []):
+    for ix in marked(replace):
         ai = A_b[ix].astype(dtype, copy=False)
         bi = B_b[ix].astype(dtype, copy=False)
         if pol.on_ill == "lstsq":
@@ -328,7 +336,7 @@ def _inv_numpy(A: Any, kind: str, pol: Policy, return_info: bool):
         bk.status[ix] = _classify(rc, threshold)
         X[ix] = f.inverse()
     replace = _apply_policy(bk, pol, dtype, threshold)
-    for ix in zip(*np.nonzero(replace)) if replace.ndim else ([()] if replace else []):
+    for ix in marked(replace):
         ai = a[ix].astype(dtype, copy=False)
         if pol.on_ill in ("lstsq", "pinv"):
             X[ix] = _pinv(ai, rtol=threshold)

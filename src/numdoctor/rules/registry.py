@@ -107,11 +107,13 @@ def _load_all() -> None:
     # Importing the modules registers their rules; done lazily so `numdoctor --version`
     # stays instant.
     from numdoctor.rules import (  # noqa: F401
+        binary,
         blas,
         collection,
         fleet,
         fork,
         mkl,
         openmp,
+        runtime,
         threads,
     )

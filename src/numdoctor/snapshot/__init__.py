@@ -11,7 +11,7 @@ _MODEL_NAMES = (
 __all__ = list(_MODEL_NAMES)
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):
     if name in _MODEL_NAMES:
         from numdoctor.snapshot import model
 

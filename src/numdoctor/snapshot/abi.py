@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.machinery import EXTENSION_SUFFIXES
 
 from numdoctor.snapshot.elf import ElfFile, NotElf
@@ -57,27 +58,40 @@ class Markers:
 def read_markers(path: str) -> Markers | None:
     """Markers of one compiled file; None when it is not ELF or does not mention numpy."""
     try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _read_markers_cached(path, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=8192)
+def _read_markers_cached(path: str, _size: int, _mtime: int) -> Markers | None:
+    try:
         with ElfFile(path) as elf:
             ranges = elf.rodata_ranges()
-            if not elf.find_in(ranges, b"numpy"):
+            # One pass over the data for "numpy"; the module names are checked where it
+            # occurs. Further passes only for what that leaves open.
+            hits = elf.find_all_in(ranges, b"numpy")
+            if not hits:
                 return None
-            found = [name.decode() for name in (_NP2, _NP1, _NP1_OLD, _CORE2, _ARRAY_API)
-                     if elf.find_in(ranges, name)]
-            pybind11 = elf.find_in(ranges, _PYBIND11)
+            names = (_NP2, _NP1, _NP1_OLD, _CORE2)
+            seen = {bytes(elf.data[h:h + 32]) for h in hits}
+            found = [n.decode() for n in names if any(s.startswith(n) for s in seen)]
+            c_api = _NP2.decode() in found or _NP1.decode() in found
+            if c_api or elf.find_in(ranges, _ARRAY_API):
+                found.append(_ARRAY_API.decode())
+            pybind11 = not c_api and elf.find_in(ranges, _PYBIND11)
             target = ""
-            for offset in elf.find_all_in(ranges, b"(NumPy "):
+            for offset in elf.find_all_in(ranges, b"(NumPy ") if c_api else ():
                 match = _TARGET.search(elf.cstring_at(offset).encode())
                 if match:
                     target = match.group(1).decode()
                     break
     except (OSError, NotElf, ValueError):
         return None
-    uses_api = "_ARRAY_API" in found or _NP2.decode() in found or _NP1.decode() in found
+    uses_api = "_ARRAY_API" in found or c_api
     # numpy's import_array() names _multiarray_umath; pybind11 looks the table up itself.
-    if _NP2.decode() in found or _NP1.decode() in found:
-        binding = "c-api"
-    else:
-        binding = "pybind11" if pybind11 else "unknown"
+    binding = "c-api" if c_api else ("pybind11" if pybind11 else "unknown")
     if not uses_api:
         return Markers("", binding, target, tuple(found))
     if _NP2.decode() in found or (binding == "pybind11" and _CORE2.decode() in found):
@@ -142,7 +156,7 @@ def numpy_build() -> NumpyBuild | None:
             spec = None
         if spec is None or not spec.submodule_search_locations:
             return None
-        path = os.path.realpath(list(spec.submodule_search_locations)[0])
+        path = os.path.realpath(next(iter(spec.submodule_search_locations)))
         from numdoctor.snapshot.ownership import owning_distribution
 
         owner = owning_distribution(os.path.join(path, "__init__.py"))
@@ -235,14 +249,19 @@ def confirm(extensions: list[ExtensionModule], sys_path: list[str], *,
             timeout: float = 30.0, workers: int = 2) -> None:
     """Import each extension's module in a fresh interpreter; record what NumPy said.
 
-    One import per import name: extensions of one package usually fail at the first.
+    One import per package (the first suspect module of each): importing any module of a
+    package runs the package's `__init__` first, which is where such imports fail.
     """
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
     from numdoctor.redact import redact_text
 
-    names = sorted({e.import_name for e in extensions if e.import_name})
+    chosen: dict[str, ExtensionModule] = {}
+    for ext in extensions:
+        if ext.import_name:
+            chosen.setdefault(ext.distribution or ext.import_name.partition(".")[0], ext)
+    names = sorted({e.import_name for e in chosen.values()})
     if not names:
         return
     env = dict(os.environ)
@@ -270,6 +289,5 @@ def confirm(extensions: list[ExtensionModule], sys_path: list[str], *,
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = dict(zip(names, pool.map(attempt, names), strict=True))
-    for ext in extensions:
-        if ext.import_name in results:
-            ext.runtime_status, ext.runtime_message = results[ext.import_name]
+    for ext in chosen.values():
+        ext.runtime_status, ext.runtime_message = results[ext.import_name]

@@ -21,9 +21,13 @@ from numdoctor.snapshot.libraries import MapEntry, read_maps
 from numdoctor.snapshot.model import BinaryFacts, ExtensionModule, NumpyBuild
 from numdoctor.snapshot.ownership import owning_distribution
 from numdoctor.snapshot.reloads import find_reloads, find_shadowed
-from numdoctor.snapshot.requirements import find_conflicts, installed_distributions, \
-    requirement_on
-from numdoctor.snapshot.symbols import find_symbol_clashes
+from numdoctor.snapshot.requirements import (
+    cached_conflicts,
+    find_conflicts,
+    installed_distributions,
+    requirement_on,
+)
+from numdoctor.snapshot.symbols import find_symbol_clashes, mapped_objects
 
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "tests", "test"})
 
@@ -47,21 +51,30 @@ def collect_binary(*, scan_abi: bool = False, confirm_abi: bool = False,
             notes.append(f"{what} failed: {type(exc).__name__}: {exc}")
 
     def requirements() -> None:
-        installed.update(installed_distributions())
-        facts.distributions, facts.conflicts = find_conflicts(installed)
+        if scan_abi:  # the whole-environment scan reads everything afresh
+            installed.update(installed_distributions())
+            facts.distributions, facts.conflicts = find_conflicts(installed)
+        else:
+            found, facts.distributions, facts.conflicts = cached_conflicts()
+            installed.update(found)
+
+    mapped = {e.path for e in maps if e.path.startswith("/") and not e.path.endswith(" (deleted)")}
 
     def symbols() -> None:
-        facts.symbols_checked, facts.symbol_clashes = find_symbol_clashes(maps)
+        objects = mapped_objects(maps)
+        facts.symbols_checked, facts.symbol_clashes = find_symbol_clashes(objects)
 
     step("reading installed metadata", requirements)
     step("the NumPy build lookup", lambda: setattr(facts, "numpy", abi.numpy_build()))
-    step("the extension scan", lambda: _scan(facts, maps, scan_abi, installed))
+    step("the extension scan", lambda: _scan(facts, mapped, scan_abi, installed))
     if confirm_abi and facts.extensions:
         step("the runtime import check",
              lambda: abi.confirm(facts.extensions, _sys_path()))
     step("reload detection", lambda: facts.reloads.extend(find_reloads()))
     step("the sys.path shadowing check", lambda: facts.shadowed.extend(find_shadowed(maps)))
-    step("the symbol lookup", symbols)
+    # SYM001 needs RTLD_GLOBAL in effect; reading symbol tables otherwise is --scan-abi work.
+    if scan_abi or sys.getdlopenflags() & os.RTLD_GLOBAL:
+        step("the symbol lookup", symbols)
     return facts
 
 
@@ -69,18 +82,15 @@ def _sys_path() -> list[str]:
     return [os.path.realpath(p or os.getcwd()) for p in sys.path]
 
 
-def _scan(facts: BinaryFacts, maps: list[MapEntry], whole_environment: bool,
+def _scan(facts: BinaryFacts, mapped: set[str], whole_environment: bool,
           installed: dict) -> None:
     started = time.perf_counter()
     sys_path = _sys_path()
-    mapped = _mapped_files(maps)
     files = list(_environment_files(sys_path)) if whole_environment else \
         _loaded_files(mapped, sys_path)
-    numpy_dir = facts.numpy.path if facts.numpy else ""
     for path in files:
-        if numpy_dir and (path.startswith(numpy_dir + os.sep)
-                          or path.startswith(numpy_dir + ".libs" + os.sep)):
-            continue  # NumPy's own modules match the NumPy they ship with
+        if _top_component(path, sys_path) in ("numpy", "numpy.libs"):
+            continue  # every NumPy copy's own modules match the NumPy they ship with
         facts.scanned_files += 1
         markers = abi.read_markers(path)
         if markers is None or not (markers.headers or markers.target_api):
@@ -93,6 +103,14 @@ def _scan(facts: BinaryFacts, maps: list[MapEntry], whole_environment: bool,
         _add_owner(ext, installed)
         facts.extensions.append(ext)
     facts.scan_seconds = round(time.perf_counter() - started, 3)
+
+
+def _top_component(path: str, sys_path: list[str]) -> str:
+    for entry in sorted(sys_path, key=len, reverse=True):
+        prefix = entry.rstrip(os.sep) + os.sep
+        if path.startswith(prefix):
+            return path[len(prefix):].split(os.sep, 1)[0]
+    return ""
 
 
 def _may_break(markers: abi.Markers, numpy: NumpyBuild | None) -> bool:
@@ -115,11 +133,6 @@ def _add_owner(ext: ExtensionModule, installed: dict) -> None:
                                             "numpy")
 
 
-def _mapped_files(maps: list[MapEntry]) -> set[str]:
-    paths = {e.path for e in maps if e.path.startswith("/") and not e.path.endswith(" (deleted)")}
-    return {os.path.realpath(p) for p in paths}
-
-
 def _is_shared_object(name: str) -> bool:
     return name.endswith(".so") or ".so." in name
 
@@ -128,6 +141,8 @@ def _loaded_files(mapped: set[str], sys_path: list[str]) -> list[str]:
     """Compiled files under a sys.path directory that are mapped or imported right now."""
     roots = tuple(p.rstrip(os.sep) + os.sep for p in sys_path if os.path.isdir(p))
     found = {p for p in mapped if _is_shared_object(os.path.basename(p)) and p.startswith(roots)}
+    if mapped:
+        return sorted(found)
     # Imported extension modules, for a platform or process without /proc maps.
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)

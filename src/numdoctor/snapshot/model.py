@@ -189,7 +189,7 @@ class ExtensionModule:
     distribution_version: str = ""
     loaded: bool = False  # mapped into the inspected process
     numpy_headers: str = ""  # "1.x" or "2.x": the NumPy headers it was compiled with
-    binding: str = ""  # "c-api" (numpy's import_array) or "pybind11"
+    binding: str = ""  # "c-api" (numpy's import_array), "pybind11" or "unknown"
     target_api: str = ""  # oldest NumPy whose C-API it needs, e.g. "1.23" ("" = not in binary)
     target_api_version: int | None = None  # the same as NPY_FEATURE_VERSION, e.g. 0x10
     markers: list[str] = field(default_factory=list)  # the strings found that tell the above

@@ -54,16 +54,25 @@ def find_reloads() -> list[ModuleReload]:
 
 
 def _reloaded_specs(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+    # The marker only means something if this interpreter's import system sets it: this very
+    # module was imported normally, so its spec must carry it.
+    own = getattr(sys.modules.get(__name__), "__spec__", None)
+    if own is None or not hasattr(own, "_initializing"):
+        return []
     found = []
     for name, module in modules:
         spec = getattr(module, "__spec__", None)
         if spec is None or not _is_numerical(name) or spec.name != name:
             continue
+        state = getattr(spec, "loader_state", None)
+        if isinstance(state, dict) and "__class__" in state:
+            continue  # first loaded through importlib.util.LazyLoader (lazy_loader, skimage)
         if not hasattr(spec, "_initializing"):
             found.append(ModuleReload(
                 module=name, how="reload",
-                detail=f"sys.modules[{name!r}] was executed again by importlib.reload() (or "
-                       "by hand with exec_module) after its first import",
+                detail=f"{name} was executed again after its first import, by "
+                       "importlib.reload() or by hand with exec_module (its __spec__ never went "
+                       "through the normal import path)",
             ))
     # A reloaded package usually re-imports nothing else; report packages, not every child.
     names = {r.module for r in found}
@@ -88,15 +97,35 @@ def _numpy_warning(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
 
 
 def _duplicate_files(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
-    by_file: dict[str, list[str]] = {}
+    # Python source only: one compiled file legitimately backs several module objects
+    # (pybind11 submodules such as torch._C._autograd carry their parent's __file__).
+    # Keyed by inode, which also catches a file reached through a symlinked directory, and
+    # costs one stat per module where realpath costs one per path component.
+    by_file: dict[tuple[int, int], list[str]] = {}
+    paths: dict[tuple[int, int], str] = {}
     for name, module in modules:
         path = getattr(module, "__file__", None)
-        if not isinstance(path, str) or not _is_numerical(path_package(path) or name):
+        if not isinstance(path, str) or not path.endswith(".py"):
             continue
-        by_file.setdefault(os.path.realpath(path), []).append(name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        by_file.setdefault(key, []).append(name)
+        paths.setdefault(key, path)
     found = []
-    for path, names in by_file.items():
-        if len(names) > 1 and len({id(sys.modules.get(n)) for n in names}) > 1:
+    for key, names in by_file.items():
+        if len(names) < 2:
+            continue
+        path = os.path.realpath(paths[key])
+        if not _is_numerical(path_package(path) or names[0]) \
+                and not any(_is_numerical(n) for n in names):
+            continue
+        # Aliases inside one package are deliberate (TensorFlow exposes tensorflow._api.v2.x
+        # as tensorflow.x); the same file under two top-level names is a double import.
+        roots = {n.partition(".")[0] for n in names}
+        if len(roots) > 1 and len({id(sys.modules.get(n)) for n in names}) > 1:
             found.append(ModuleReload(
                 module=names[0], how="duplicate-file",
                 detail=f"{path} is imported as {' and '.join(sorted(names))}: two module "
@@ -118,7 +147,7 @@ def path_package(path: str) -> str:
 
 def _stale_references(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
     current = {name: module for name, module in modules}
-    stale: dict[str, str] = {}
+    stale: dict[str, list[tuple[str, str]]] = {}  # root package -> [(module, holder)]
     for holder, module in modules:
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
@@ -130,22 +159,31 @@ def _stale_references(modules: list[tuple[str, ModuleType]]) -> list[ModuleReloa
             if not isinstance(name, str) or not _is_numerical(name):
                 continue
             live = current.get(name)
-            if live is not None and live is not value and name not in stale:
-                stale[name] = holder
-    return [
-        ModuleReload(
+            # Both plain modules from the same file: a second import, not one of the
+            # module-subclass wrappers packages install in sys.modules on purpose.
+            if live is None or live is value or type(live) is not ModuleType \
+                    or getattr(live, "__file__", None) != getattr(value, "__file__", None):
+                continue
+            pairs = stale.setdefault(name.partition(".")[0], [])
+            if all(seen != name for seen, _ in pairs):
+                pairs.append((name, holder))
+    found = []
+    for root, pairs in sorted(stale.items()):
+        name, holder = min(pairs)
+        more = f" ({len(pairs)} modules of {root} are affected)" if len(pairs) > 1 else ""
+        found.append(ModuleReload(
             module=name, how="stale-reference",
-            detail=f"{holder} still uses an older {name} module object than sys.modules[{name!r}]"
-                   ": it was removed from sys.modules and imported again",
-        )
-        for name, holder in sorted(stale.items())
-    ]
+            detail=f"{holder} still uses an older {name} module object than "
+                   f"sys.modules[{name!r}]: it was removed from sys.modules and imported "
+                   f"again{more}",
+        ))
+    return found
 
 
 # -- shadowing ------------------------------------------------------------------------------
 def find_shadowed(maps: list[MapEntry]) -> list[ShadowedPackage]:
     entries = _path_entries()
-    mapped = sorted({os.path.realpath(e.path) for e in maps if e.path.startswith("/")})
+    mapped: list[str] | None = None  # resolved only when a package has two copies
     found = []
     for name in NUMERICAL_PACKAGES:
         copies: list[PackageCopy] = []
@@ -156,17 +194,19 @@ def find_shadowed(maps: list[MapEntry]) -> list[ShadowedPackage]:
             real = os.path.realpath(directory)
             if any(c.path == real for c in copies):
                 continue
-            copy = PackageCopy(path=real, sys_path_index=index)
-            owner = owning_distribution(os.path.join(directory, "__init__.py"))
+            copies.append(PackageCopy(path=real, sys_path_index=index))
+        if len(copies) < 2:
+            continue
+        if mapped is None:
+            mapped = sorted({os.path.realpath(e.path) for e in maps if e.path.startswith("/")})
+        for copy in copies:
+            owner = owning_distribution(os.path.join(copy.path, "__init__.py"))
             if owner:
                 copy.distribution, copy.version = owner
             else:  # a source tree or a copied directory: the package may still say
-                copy.version = version_file(real)
-            prefix = real + os.sep
+                copy.version = version_file(copy.path)
+            prefix = copy.path + os.sep
             copy.native_mapped = any(p.startswith(prefix) for p in mapped)
-            copies.append(copy)
-        if len(copies) < 2:
-            continue
         shadow = ShadowedPackage(name=name, copies=copies)
         module = sys.modules.get(name)
         path = getattr(module, "__file__", None) if module is not None else None

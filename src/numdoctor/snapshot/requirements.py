@@ -176,3 +176,62 @@ def requirement_on(dist: Installed | None, dependency: str) -> str:
                 requirement.marker is None or _applies(requirement.marker, {"extra": ""})):
             return str(requirement)
     return ""
+
+
+# -- cache --------------------------------------------------------------------------------
+# Reading ~100 METADATA files and parsing their requirements costs tens of milliseconds on
+# every `check`; the answer changes only when a distribution is added or removed, which
+# changes the mtime of its site directory. So the result is kept on disk, keyed by those.
+_CACHE_VERSION = 1
+
+
+def _cache_file(dirs: list[tuple[str, int]]) -> str | None:
+    if os.environ.get("NUMDOCTOR_NO_CACHE"):
+        return None
+    import hashlib
+
+    root = os.environ.get("NUMDOCTOR_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numdoctor")
+    key = repr((_CACHE_VERSION, sys.version, dirs)).encode()
+    return os.path.join(root, f"metadata-{hashlib.sha1(key).hexdigest()[:16]}.json")
+
+
+def cached_conflicts(path: list[str] | None = None) -> tuple[
+        dict[str, Installed], dict[str, str], list[RequirementConflict]]:
+    """installed_distributions() and find_conflicts(), remembered across runs."""
+    import json
+
+    dirs = []
+    for entry in path if path is not None else sys.path:
+        directory = os.path.realpath(entry or os.getcwd())
+        try:
+            dirs.append((directory, os.stat(directory).st_mtime_ns))
+        except OSError:
+            continue
+    cache = _cache_file(dirs)
+    if cache is not None:
+        try:
+            with open(cache, encoding="utf-8") as fh:
+                data = json.load(fh)
+            installed = {k: Installed(*v) for k, v in data["installed"].items()}
+            conflicts = [RequirementConflict(**c) for c in data["conflicts"]]
+            return installed, data["involved"], conflicts
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    installed = installed_distributions(path)
+    involved, conflicts = find_conflicts(installed)
+    if cache is not None:
+        import dataclasses
+
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            temporary = f"{cache}.{os.getpid()}.tmp"
+            with open(temporary, "w", encoding="utf-8") as fh:
+                json.dump({"installed": {k: [d.name, d.version, d.requires]
+                                         for k, d in installed.items()},
+                           "involved": involved,
+                           "conflicts": [dataclasses.asdict(c) for c in conflicts]}, fh)
+            os.replace(temporary, cache)
+        except OSError:
+            pass  # a read-only home is fine: the answer was computed anyway
+    return installed, involved, conflicts

@@ -8,8 +8,6 @@ statically linked copies (torch's MKL inside libtorch_cpu.so) are found too.
 
 from __future__ import annotations
 
-import os
-
 from numdoctor.snapshot.elf import exported_symbols, is_elf
 from numdoctor.snapshot.libraries import MapEntry
 from numdoctor.snapshot.model import SymbolClash, SymbolExporter
@@ -31,21 +29,17 @@ PROBE_SYMBOLS: tuple[str, ...] = tuple(
 
 
 def mapped_objects(maps: list[MapEntry]) -> list[str]:
-    """Real paths of the ELF files mapped into the process, in mapping order."""
-    seen: dict[str, None] = {}
-    for entry in maps:
-        path = entry.path
-        if not path.startswith("/") or path.endswith(" (deleted)") or path.startswith("/dev/"):
-            continue
-        real = os.path.realpath(path)
-        if real not in seen:
-            seen[real] = None
-    return [p for p in seen if is_elf(p)]
+    """Real paths of the ELF files mapped into the process, in mapping order.
+
+    /proc/<pid>/maps already names files by their resolved path, so no realpath() is needed.
+    """
+    raw = dict.fromkeys(e.path for e in maps if e.path.startswith("/")
+                        and not e.path.endswith(" (deleted)") and not e.path.startswith("/dev/"))
+    return [p for p in raw if is_elf(p)]
 
 
-def find_symbol_clashes(maps: list[MapEntry]) -> tuple[int, list[SymbolClash]]:
-    """(libraries examined, groups of libraries exporting the same probe symbols)."""
-    objects = mapped_objects(maps)
+def find_symbol_clashes(objects: list[str]) -> tuple[int, list[SymbolClash]]:
+    """(libraries examined, groups of `objects` exporting the same probe symbols)."""
     exporters: dict[str, list[str]] = {}
     for path in objects:
         for symbol in exported_symbols(path, PROBE_SYMBOLS):

@@ -1,0 +1,222 @@
+"""Benchmark of numdoctor.linalg: speed against NumPy/SciPy and λ-choice accuracy.
+
+Run ``python benchmarks/bench_linalg.py`` (about two minutes on 2 cores) or with ``--quick``
+for a smoke run. Everything is measured in the same process and run, peers interleaved with
+ours, so the ratios compare like with like.
+
+Speed targets (issue 4):
+  * guarded ``solve`` n=2000 float64  ≤ 1.10× ``np.linalg.solve`` and ≤ 0.8× ``scipy.linalg.solve``
+  * ``cond_estimate`` n=1000          ≤ 0.1× ``np.linalg.cond``
+  * ``tikhonov(lam="auto")`` n=1000   ≤ 1.2× one ``np.linalg.svd`` (default full_matrices=True;
+    for a square matrix thin and full SVD are the same computation)
+
+Accuracy: inefficiency ‖x_λ − x‖ / min_λ ‖x_λ − x‖ on the six classical problems at two
+noise levels (‖e‖ = level·‖b‖, Gaussian), median and 90th percentile over the noise draws.
+Goals: ``auto`` median ≤ 1.5 and p90 ≤ 3 on every problem; discrepancy (δ = ‖e‖ known,
+τ = 1) median ≤ 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import scipy
+import scipy.linalg as sla
+from scipy.linalg.lapack import get_lapack_funcs
+from scipy.optimize import minimize_scalar
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+import numdoctor.linalg as la  # noqa: E402
+from numdoctor.linalg import problems  # noqa: E402
+
+RULES = ("auto", "gcv", "rgcv", "lcurve", "quasi", "discrepancy")
+
+
+def timeit(fns: dict, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds per function, interleaved so drift hits all alike."""
+    best = {k: np.inf for k in fns}
+    for f in fns.values():  # warm-up (imports, LAPACK workspace queries, page faults)
+        f()
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def speed(quick: bool) -> list[tuple[str, float, float, str]]:
+    rng = np.random.default_rng(0)
+    rows = []
+    reps = 3 if quick else 9
+
+    n = 500 if quick else 2000
+    A = rng.standard_normal((n, n))
+    b = rng.standard_normal(n)
+    t = timeit({
+        "guarded": lambda: la.solve(A, b),
+        "numpy": lambda: np.linalg.solve(A, b),
+        "scipy": lambda: sla.solve(A, b),
+    }, reps)
+    rows.append((f"solve n={n} float64 vs np.linalg.solve", t["guarded"], t["numpy"], "≤ 1.10"))
+    rows.append((f"solve n={n} float64 vs scipy.linalg.solve", t["guarded"], t["scipy"], "≤ 0.80"))
+
+    for n in ((300,) if quick else (1000, 2000)):
+        A = rng.standard_normal((n, n))
+        getrf = get_lapack_funcs(("getrf",), (A,))[0]
+        t = timeit({
+            "est": lambda A=A: la.cond_estimate(A),
+            "cond": lambda A=A: np.linalg.cond(A),
+            "getrf": lambda A=A, f=getrf: f(A.T),
+        }, max(reps // 3, 2) if n > 1000 else reps)
+        target = "≤ 0.10" if n == 1000 else "(context)"
+        rows.append((f"cond_estimate n={n} vs np.linalg.cond", t["est"], t["cond"], target))
+        rows.append((f"  floor: one getrf alone n={n} vs np.linalg.cond", t["getrf"], t["cond"],
+                     "(context)"))
+
+    n = 300 if quick else 1000
+    A, b0, _ = problems.shaw(n)
+    b = b0 + 1e-3 * np.linalg.norm(b0) / np.sqrt(n) * rng.standard_normal(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = timeit({
+            "tik": lambda: la.tikhonov(A, b, lam="auto"),
+            "svd": lambda: np.linalg.svd(A),
+            "svd_thin": lambda: np.linalg.svd(A, full_matrices=False),
+        }, max(reps // 2, 2))
+    rows.append((f"tikhonov(lam='auto') n={n} vs np.linalg.svd(A)", t["tik"], t["svd"], "≤ 1.20"))
+    rows.append((f"tikhonov(lam='auto') n={n} vs np.linalg.svd(A, full_matrices=False)",
+                 t["tik"], t["svd_thin"], "(context)"))
+    return rows
+
+
+class Oracle:
+    """Exact error ‖x_λ − x‖ for any λ from one SVD, to find the best λ in hindsight."""
+
+    def __init__(self, A: np.ndarray, x: np.ndarray) -> None:
+        self.u, self.s, vt = np.linalg.svd(A, full_matrices=False)
+        self.c = vt @ x
+        self.rest = max(float(x @ x - self.c @ self.c), 0.0)
+
+    def best(self, b: np.ndarray) -> float:
+        beta = self.u.T @ b
+        s = self.s
+
+        def err(lam):
+            lam = np.atleast_1d(lam)
+            f = s**2 / (s**2 + lam[:, None] ** 2)
+            return np.sqrt(((f * beta / s - self.c) ** 2).sum(1) + self.rest)
+
+        grid = np.logspace(np.log10(s[0]) - 18, np.log10(s[0]) + 1, 1500)
+        e = err(grid)
+        i = int(np.argmin(e))
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        r = minimize_scalar(lambda t: err(np.exp(t))[0], bounds=(np.log(lo), np.log(hi)),
+                            method="bounded", options={"xatol": 1e-6})
+        return float(min(r.fun, e[i]))
+
+
+def accuracy(draws: int, n: int, levels: tuple[float, ...], seed: int, names: list[str]):
+    rng = np.random.default_rng(seed)
+    table = {}
+    methods = {}
+    for name in names:
+        make = problems.PROBLEMS[name]
+        A, b0, x = make(n)
+        oracle = Oracle(A, x)
+        for level in levels:
+            ineff = collections.defaultdict(list)
+            used = collections.Counter()
+            for _ in range(draws):
+                e = rng.standard_normal(n)
+                e *= level * np.linalg.norm(b0) / np.linalg.norm(e)
+                b = b0 + e
+                best = oracle.best(b)
+                for rule in RULES:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", la.RegularizationWarning)
+                        kw = {"noise_norm": float(np.linalg.norm(e))} if rule == "discrepancy" else {}
+                        res = la.tikhonov(A, b, lam=rule, **kw)
+                    ineff[rule].append(np.linalg.norm(res.x - x) / best)
+                    if rule == "auto":
+                        used[res.method] += 1
+            table[(name, level)] = {r: (float(np.median(v)), float(np.percentile(v, 90)))
+                                    for r, v in ineff.items()}
+            methods[(name, level)] = used
+    return table, methods
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, few draws (smoke run)")
+    ap.add_argument("--draws", type=int, default=None, help="noise draws per problem and level")
+    ap.add_argument("--n", type=int, default=128, help="size of the test problems")
+    ap.add_argument("--seed", type=int, default=20240601, help="noise seed")
+    ap.add_argument("--problems", default=",".join(problems.PROBLEMS),
+                    help="comma-separated subset of " + ",".join(problems.PROBLEMS))
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    args = ap.parse_args()
+    draws = args.draws or (5 if args.quick else 40)
+    levels = (1e-3, 1e-2)
+
+    print(f"numpy {np.__version__}, scipy {scipy.__version__}, python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs")
+    try:
+        from threadpoolctl import threadpool_info
+
+        for p in threadpool_info():
+            print(f"  {p['internal_api']} {p.get('version')} threads={p['num_threads']} "
+                  f"({os.path.basename(p['filepath'])})")
+    except ImportError:
+        pass
+
+    ok = True
+    if not args.skip_speed:
+        print("\nSpeed (best of repeats, same run; ratio = ours / peer)")
+        print(f"{'case':66s} {'ours ms':>9s} {'peer ms':>9s} {'ratio':>7s}  target")
+        for label, ours, peer, target in speed(args.quick):
+            ratio = ours / peer
+            verdict = ""
+            if target.startswith("≤"):
+                good = ratio <= float(target.split()[1])
+                verdict = "  PASS" if good else "  MISS"
+                ok &= good or args.quick
+            print(f"{label:66s} {ours * 1e3:9.2f} {peer * 1e3:9.2f} {ratio:7.3f}  {target}{verdict}")
+
+    if not args.skip_accuracy:
+        print(f"\nAccuracy: inefficiency median/p90 over {draws} noise draws, n={args.n}, "
+              f"seed {args.seed} (discrepancy uses the true ‖e‖, τ=1)")
+        names = [p.strip() for p in args.problems.split(",") if p.strip()]
+        table, methods = accuracy(draws, args.n, levels, args.seed, names)
+        head = f"{'problem':9s} {'noise':>6s} " + " ".join(f"{r:>12s}" for r in RULES)
+        print(head)
+        print("-" * len(head))
+        for (name, level), row in table.items():
+            cells = " ".join(f"{row[r][0]:5.2f}/{row[r][1]:<6.2f}" for r in RULES)
+            print(f"{name:9s} {level:6.0e} {cells}")
+        print("\nGoals")
+        for (name, level), row in table.items():
+            med, p90 = row["auto"]
+            dmed = row["discrepancy"][0]
+            g1 = med <= 1.5 and p90 <= 3.0
+            g2 = dmed <= 1.3
+            ok &= (g1 and g2) or args.quick
+            print(f"  {name:9s} {level:6.0e}  auto {med:.2f}/{p90:.2f} "
+                  f"{'PASS' if g1 else 'MISS'} (≤1.5/≤3)   discrepancy median {dmed:.2f} "
+                  f"{'PASS' if g2 else 'MISS'} (≤1.3)")
+        print("\nRule used by auto (count over draws)")
+        for (name, level), used in methods.items():
+            print(f"  {name:9s} {level:6.0e}  " + ", ".join(f"{k}: {v}" for k, v in used.items()))
+    print("\nall targets met" if ok else "\nsome targets missed (see MISS above)")
+
+
+if __name__ == "__main__":
+    main()

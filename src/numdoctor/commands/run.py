@@ -1,0 +1,125 @@
+"""`numdoctor run -- CMD ARGS…`: run a program; if it hangs or crashes, say where and why."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+_FORMATS = ("text", "json", "markdown")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run a program and explain its hang or crash",
+        usage="numdoctor run [--hang-timeout S] [--spin-timeout S] [--timeout S] "
+              "[--report FILE] [--format text|json|markdown] -- CMD [ARGS...]",
+        description="Run CMD with its output, input and exit status passed through. Quiet "
+                    "when it succeeds. When it hangs, spins, runs past --timeout or crashes, "
+                    "numdoctor dumps the Python and native stacks of every thread of every "
+                    "process of the program, says which library is to blame and how to fix "
+                    "it, kills the whole process tree and exits with 124 (hang, timeout) or "
+                    "128+N (death by signal N), like a shell.",
+    )
+    parser.add_argument("--hang-timeout", type=float, metavar="S",
+                        help="a program that writes no output, calls no numdoctor.heartbeat() "
+                             "and uses no CPU for S seconds is hung: dump, kill, exit 124 "
+                             "(default: off)")
+    parser.add_argument("--spin-timeout", type=float, metavar="S",
+                        help="the same for a program that keeps a CPU busy without output "
+                             "(reported as spinning; default: --hang-timeout; 0: never)")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="wall-clock limit: dump, kill and exit 124 after S seconds")
+    parser.add_argument("--report", metavar="FILE",
+                        help="write the full report to FILE (also after a success); on a "
+                             "failure without --report it is saved in the temporary directory")
+    parser.add_argument("--format", choices=_FORMATS,
+                        help="report format (default: from the FILE suffix, .json or .md, "
+                             "else text)")
+    parser.add_argument("program", nargs=argparse.REMAINDER, metavar="CMD",
+                        help="the program and its arguments (after --)")
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    name = (args.report or "").lower()
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith((".md", ".markdown")):
+        return "markdown"
+    return "text"
+
+
+def _validate(args: argparse.Namespace) -> list[str]:
+    from numdoctor.cli import UsageError
+
+    command = list(args.program)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("numdoctor run: give the command to run, e.g. "
+                         "numdoctor run -- python train.py")
+    for name in ("hang_timeout", "spin_timeout", "timeout"):
+        value = getattr(args, name)
+        if value is not None and (value < 0 or value != value):
+            raise UsageError(f"numdoctor run: --{name.replace('_', '-')} must be a number of "
+                             "seconds >= 0")
+    if args.hang_timeout == 0:
+        args.hang_timeout = None
+    if args.timeout == 0:
+        args.timeout = None
+    if args.report:
+        directory = os.path.dirname(os.path.abspath(args.report))
+        if not os.path.isdir(directory):
+            raise UsageError(f"numdoctor run: --report {args.report!r}: directory "
+                             f"{directory} does not exist")
+    return command
+
+
+def run(args: argparse.Namespace) -> int:
+    from numdoctor.cli import UsageError
+    from numdoctor.supervise.launcher import CommandNotFound
+    from numdoctor.supervise.supervisor import Options, supervise
+
+    command = _validate(args)
+    options = Options(command=command, hang_timeout=args.hang_timeout,
+                      spin_timeout=args.spin_timeout, timeout=args.timeout)
+    try:
+        outcome = supervise(options)
+    except CommandNotFound as exc:
+        print(f"numdoctor run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    fmt = _format(args)
+    failed = outcome.status != "ok" and (
+        outcome.status != "exit" or any(f.severity.value != "info"
+                                        for f in outcome.report.findings))
+    path = args.report
+    if path is None and failed:
+        path = os.path.join(tempfile.gettempdir(), f"numdoctor-report-{os.getpid()}.md")
+        fmt = "markdown"
+    if path is not None:
+        try:
+            _write(outcome.report, fmt, path)
+        except OSError as exc:
+            if args.report:
+                raise UsageError(f"numdoctor run: cannot write --report {path!r}: "
+                                 f"{exc.strerror}") from exc
+            path = None
+    if failed:
+        from numdoctor.redact import redact_text
+        from numdoctor.supervise.report import summary
+
+        lines = summary(outcome.facts, path)
+        sys.stderr.write("".join(redact_text(line) + "\n" for line in lines))
+        sys.stderr.flush()
+    return outcome.exit_code
+
+
+def _write(report, fmt: str, path: str) -> None:
+    from numdoctor.render import render
+
+    text = render(report, fmt, color=False)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -1,0 +1,194 @@
+"""From a wait status to a shell-style exit code and a signal name; from frames to a culprit.
+
+A crash is blamed on the first native frame, innermost first, that is not plumbing every
+crash passes through (the C library, the C++ runtime, the dynamic loader, libffi, the Python
+interpreter). Its library is mapped to the pip package that installed it. Without native
+frames the innermost Python frame is used: the module that called into native code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+
+from numdoctor.snapshot.ownership import owning_distribution
+from numdoctor.supervise.stacks import Frame
+
+# What the signals that end programs mean, in the words a shell prints.
+SIGNAL_WORDS = {
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating-point exception",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGKILL: "killed",
+    signal.SIGTERM: "terminated",
+    signal.SIGINT: "interrupted",
+    signal.SIGHUP: "hangup",
+    signal.SIGQUIT: "quit",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGTRAP: "trace/breakpoint trap",
+    signal.SIGSYS: "bad system call",
+    signal.SIGXCPU: "CPU time limit exceeded",
+    signal.SIGXFSZ: "file size limit exceeded",
+    signal.SIGALRM: "alarm clock",
+    signal.SIGUSR1: "user signal 1",
+    signal.SIGUSR2: "user signal 2",
+}
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int  # what numdoctor exits with: the program's code, or 128+N for signal N
+    signal: int | None = None
+    core_dumped: bool = False
+
+    @property
+    def signal_name(self) -> str:
+        return signal_name(self.signal) if self.signal else ""
+
+    def describe(self) -> str:
+        if self.signal is None:
+            return f"exited with status {self.code}"
+        words = SIGNAL_WORDS.get(self.signal, "")
+        text = f"killed by {self.signal_name}" + (f" ({words})" if words else "")
+        return text + (", core dumped" if self.core_dumped else "")
+
+
+def from_wait_status(status: int) -> Exit:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        return Exit(128 + number, number, os.WCOREDUMP(status))
+    if os.WIFEXITED(status):
+        return Exit(os.WEXITSTATUS(status))
+    return Exit(1)
+
+
+# -- who ships a file ------------------------------------------------------------------------
+
+# Libraries every native crash or wait passes through; never the culprit themselves.
+_PLUMBING = re.compile(
+    r"^(?:libc|libpthread|libstdc\+\+|libc\+\+|libc\+\+abi|libgcc_s|libunwind|ld-linux[\w.-]*"
+    r"|ld64|ld-musl[\w.-]*|libffi|libpython\d[\w.]*|libdl|libm|librt|linux-vdso|libSegFault)"
+    r"(?:[-.]|$)")
+
+
+def is_plumbing(path: str, interpreters: tuple[str, ...] = ()) -> bool:
+    name = os.path.basename(path)
+    if _PLUMBING.match(name):
+        return True
+    real = os.path.realpath(path) if path else ""
+    return bool(real) and real in interpreters
+
+
+def add_site_dirs(directories: list[str]) -> None:
+    """Let ownership lookups see the program's site-packages when they differ from ours.
+
+    Only ever called in the supervisor process, which runs no user code.
+    """
+    for directory in directories:
+        if directory and os.path.isdir(directory) and directory not in sys.path:
+            sys.path.append(directory)
+            _package_of.cache_clear()
+
+
+_STDLIB = re.compile(r"[\\/]lib[\\/](?:python\d+(?:\.\d+)?t?|Lib)[\\/](?!.*(?:site|dist)-packages)")
+
+
+@lru_cache(maxsize=4096)
+def _package_of(path: str) -> str:
+    if not path:
+        return ""
+    if path.startswith("<frozen ") or _STDLIB.search(path):
+        return "Python standard library"
+    owner = owning_distribution(path)
+    if owner:
+        return f"{owner[0]} {owner[1]}".strip()
+    for marker in ("site-packages", "dist-packages"):
+        parts = path.split(os.sep)
+        if marker in parts:
+            rest = parts[parts.index(marker) + 1:]
+            if rest:
+                return rest[0].removesuffix(".libs").split("-", 1)[0]
+    if path.startswith(("/usr/lib", "/lib", "/usr/local/lib")):
+        return "system library (not from pip)"
+    return ""
+
+
+def package_of(path: str) -> str:
+    """'torch 2.13.0', 'Python standard library', 'system library (not from pip)' or ''."""
+    return _package_of(path)
+
+
+def module_of(path: str) -> str:
+    """A Python file's module name as far as its path tells: .../ctypes/__init__.py -> ctypes."""
+    parts = re.split(r"[\\/]", path)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            parts = parts[parts.index(marker) + 1:]
+            break
+    else:
+        match = _STDLIB.search(path)
+        if match:
+            parts = re.split(r"[\\/]", path[match.end():])
+        else:
+            return os.path.splitext(os.path.basename(path))[0]
+    if not parts:
+        return ""
+    parts[-1] = os.path.splitext(parts[-1])[0]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(p for p in parts if p)
+
+
+def annotate(frames: list[Frame]) -> None:
+    """Fill in `package` for every frame."""
+    for frame in frames:
+        if not frame.package:
+            frame.package = package_of(frame.file)
+
+
+@dataclass(frozen=True)
+class Culprit:
+    frame: Frame
+    library: str  # a native library path, or "" when blamed on a Python frame
+    package: str
+    reason: str  # how it was chosen, for the evidence
+
+    def describe(self) -> str:
+        owner = self.package or "not from a pip package"
+        if self.library:
+            return f"{os.path.basename(self.library)} [{owner}] ({self.reason})"
+        module = module_of(self.frame.file)
+        return f"{module or self.frame.file} [{owner}] ({self.reason})"
+
+
+def culprit(frames: list[Frame], interpreters: tuple[str, ...] = ()) -> Culprit | None:
+    """The library (or Python module) to blame for a crash or a wait, from its frames."""
+    annotate(frames)
+    natives = [f for f in frames if f.kind == "native" and f.file]
+    for frame in natives:
+        if not is_plumbing(frame.file, interpreters):
+            how = "first native frame outside libc/libstdc++/ld.so/libffi/libpython"
+            if frame.approximate:
+                how += ", found by a stack scan"
+            return Culprit(frame, frame.file, frame.package, how)
+    python = next((f for f in frames if f.kind == "python" and f.file), None)
+    if python is not None:
+        how = ("innermost Python frame; native frames were not available" if not natives
+               else "innermost Python frame; every native frame is libc/libpython plumbing")
+        return Culprit(python, "", python.package, how)
+    return None

@@ -1,0 +1,422 @@
+"""The knowledge base of messages: what the numerical stack prints on stderr before it dies.
+
+Each entry recognises one message ("OMP: Error #15", "CUBLAS_STATUS_…", glibc's heap checks,
+NumPy's ABI errors…) and turns it into a finding. Where `check` knows the same cause, the same
+code is used (OMP002, MKL001, THR001), so one explanation serves both.
+
+Scanning is built for volume: every chunk the output relay copies goes through one compiled
+keyword regex (C speed); only lines that contain a keyword are looked at in Python. A few
+lines after a match are kept as context (a C++ exception's `what()`), and each kind of
+message is recorded at most a few times.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from numdoctor.findings import Finding, Severity
+from numdoctor.rules.registry import get
+
+_MAX_HITS = 3  # occurrences kept per message kind
+_CONTEXT = 4  # lines kept after a matching line
+_LINE_LIMIT = 2000  # characters kept of one line
+
+_KEYWORDS = re.compile(
+    rb"OMP: Error|OMP: System error|MKL_THREADING_LAYER|pthread_create failed|Detect OpenMP "
+    rb"Loop|cuSolver|cusolver|CUSOLVER|CUBLAS_STATUS|CUDA out of memory|CUDA error|"
+    rb"cudaError|OutOfMemoryError|out of memory|device-side assert|illegal memory access|"
+    rb"no kernel image|is not compatible with the current PyTorch|terminate called|"
+    rb"compiled using NumPy 1|_ARRAY_API not found|multiarray failed to import|"
+    rb"_multiarray_umath failed to import|compiled against|C-API version|dtype size changed|"
+    rb"built with baseline optimizations|free\(\)|double free|malloc\(\)|malloc_consolidate|"
+    rb"realloc\(\)|munmap_chunk|corrupted size|corrupted double-linked|undefined symbol|"
+    rb"' not found \(required by|DataLoader worker|terminated abruptly|BrokenProcessPool|"
+    rb"TerminatedWorkerError|unexpectedly terminated|Segmentation fault|Illegal instruction|"
+    rb"Bus error|Floating point exception|Aborted|Killed")
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    pattern: re.Pattern[str]
+
+
+ENTRIES: tuple[Entry, ...] = tuple(Entry(k, re.compile(p)) for k, p in (
+    ("omp15", r"OMP: Error #15: Initializing (?P<lib>\S+?),? but found (?P<other>\S+?) "
+              r"already initiali[sz]ed"),
+    ("omp_threads", r"OMP: (?:Error #(?:34|179)|System error #11)[^\n]*|"
+                    r"pthread_create failed for thread (?P<n>\d+) of (?P<of>\d+)[^\n]*|"
+                    r"pthread_create failed[^\n]*Resource temporarily unavailable"),
+    ("omp_other", r"OMP: Error #(?P<num>\d+): (?P<text>.*)"),
+    ("mkl_layer", r"MKL_THREADING_LAYER=INTEL is incompatible with libgomp"),
+    ("openblas_omp", r"OpenBLAS Warning : Detect OpenMP Loop"),
+    ("cusolver", r"(?:cuSolverDN|cusolver\w*|CUSOLVER)[^\n]*?(?:failed|error|"
+                 r"CUSOLVER_STATUS_(?P<status>\w+))|CUSOLVER_STATUS_(?P<status2>\w+)"),
+    ("cublas", r"CUBLAS_STATUS_(?P<status>[A-Z_]+)"),
+    ("cuda_oom", r"CUDA out of memory|CUDA error: out of memory|cudaErrorMemoryAllocation|"
+                 r"torch\.(?:cuda\.)?OutOfMemoryError|RESOURCE_EXHAUSTED: Out of memory"),
+    ("cuda_fault", r"an illegal memory access was encountered|device-side assert triggered|"
+                   r"unspecified launch failure|misaligned address|cudaErrorIllegalAddress"),
+    ("cuda_arch", r"no kernel image is available for execution on the device|"
+                  r"(?P<arch>sm_\d+) is not compatible with the current PyTorch installation"),
+    ("terminate", r"terminate called after throwing an instance of '(?P<type>[^']+)'"),
+    ("numpy1_on_2", r"A module that was compiled using NumPy 1\.x cannot be run in|"
+                    r"_ARRAY_API not found|numpy\.core\.multiarray failed to import|"
+                    r"numpy\.core\._multiarray_umath failed to import|"
+                    r"dtype size changed, may indicate binary incompatibility\. Expected 88 "
+                    r"from C header, got 96"),
+    ("numpy_newer", r"compiled against (?:API|NumPy C-API|numpy C-API) version "
+                    r"(?P<built>0x[0-9a-fA-F]+) but (?:this version of numpy is|the running "
+                    r"NumPy has C-API version) (?P<running>0x[0-9a-fA-F]+)|dtype size changed, "
+                    r"may indicate binary incompatibility\. Expected 96 from C header, got 88"),
+    ("numpy_baseline", r"NumPy was built with baseline optimizations"),
+    ("heap", r"(?P<what>free\(\): invalid (?:pointer|size|next size \(\w+\))|double free or "
+             r"corruption(?: \(\w+\))?|malloc\(\): [\w ]*corrupt[\w ]*|malloc_consolidate\(\): "
+             r"[\w ]+|munmap_chunk\(\): invalid pointer|corrupted size vs\. prev_size|"
+             r"corrupted double-linked list|realloc\(\): invalid [\w ]+|free\(\): double free "
+             r"detected[\w ]*)"),
+    ("undefined_symbol", r"(?P<lib>/\S+\.so[\w.]*): undefined symbol: (?P<symbol>\S+)|"
+                         r"undefined symbol: (?P<symbol2>\S+)"),
+    ("version_not_found", r"version `(?P<version>[A-Z+]+_[\d.]+)' not found \(required by "
+                          r"(?P<by>[^)]+)\)"),
+    ("worker_died", r"DataLoader worker \(pid(?:\(s\))? (?P<pids>[\d, ]+)\) (?:is killed by "
+                    r"signal: (?P<signal>[^.\n]+)|exited unexpectedly)|A process in the "
+                    r"process pool was terminated abruptly|BrokenProcessPool|"
+                    r"TerminatedWorkerError|worker process managed by the executor was "
+                    r"unexpectedly terminated"),
+    ("shell_signal", r"(?:^|\s)(?P<pid>\d+)\s+(?P<what>Segmentation fault|Illegal instruction|"
+                     r"Bus error|Floating point exception|Aborted|Killed)(?: \(core dumped\))?"),
+))
+
+
+@dataclass
+class Hit:
+    key: str
+    line: str
+    match: dict[str, str]
+    context: list[str] = field(default_factory=list)
+    count: int = 1
+
+
+class MessageScanner:
+    """Feed it bytes as they pass; read `hits` at the end."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, list[Hit]] = {}
+        self._carry = b""
+        self._awaiting: list[Hit] = []  # hits still collecting context lines
+
+    def feed(self, data: bytes) -> None:
+        if self._carry:
+            data = self._carry + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < 65536:
+            self._carry = data
+            return
+        if cut == 0:
+            cut = len(data)
+        complete, self._carry = data[:cut], data[cut:]
+        self._scan(complete)
+
+    def finish(self) -> None:
+        if self._carry:
+            self._scan(self._carry + b"\n")
+            self._carry = b""
+        self._awaiting = []
+
+    def _scan(self, block: bytes) -> None:
+        if self._awaiting:
+            self._add_context(block)
+        position = 0
+        for match in _KEYWORDS.finditer(block):
+            if match.start() < position:
+                continue  # same line as a keyword already handled
+            start = block.rfind(b"\n", 0, match.start()) + 1
+            end = block.find(b"\n", match.end())
+            end = len(block) if end < 0 else end
+            position = end
+            line = block[start:end].decode("utf-8", "replace")[:_LINE_LIMIT]
+            hit = self._classify(line)
+            if hit is not None:
+                self._add_context(block[end + 1:], only=hit)
+
+    def _classify(self, line: str) -> Hit | None:
+        for entry in ENTRIES:
+            found = entry.pattern.search(line)
+            if not found:
+                continue
+            hits = self.hits.setdefault(entry.key, [])
+            for hit in hits:
+                if hit.line == line:
+                    hit.count += 1
+                    return None
+            if len(hits) >= _MAX_HITS:
+                hits[-1].count += 1
+                return None
+            hit = Hit(entry.key, line.strip(),
+                      {k: v for k, v in found.groupdict().items() if v is not None})
+            hits.append(hit)
+            self._awaiting.append(hit)
+            return hit
+        return None
+
+    def _add_context(self, block: bytes, only: Hit | None = None) -> None:
+        waiting = [only] if only is not None else self._awaiting
+        lines = block.split(b"\n", _CONTEXT)[:_CONTEXT]
+        for hit in waiting:
+            for raw in lines:
+                if len(hit.context) >= _CONTEXT:
+                    break
+                text = raw.decode("utf-8", "replace").rstrip()[:_LINE_LIMIT]
+                if text:
+                    hit.context.append(text)
+        self._awaiting = [h for h in self._awaiting if len(h.context) < _CONTEXT]
+
+    def scan_all(self, data: bytes) -> None:
+        """Scan a complete block (an inherited stderr file read after the run)."""
+        self.feed(data)
+        self.finish()
+
+
+# -- from hits to findings -------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """Facts the knowledge base uses to make its findings precise."""
+
+    openmp_libraries: list[str] = field(default_factory=list)  # describe_library() lines
+    cpu_flags: set[str] = field(default_factory=set)
+    main_pid: int = 0
+
+
+def _evidence(hits: list[Hit], extra: Iterable[str] = ()) -> list[str]:
+    lines = []
+    for hit in hits:
+        repeat = f" (seen {hit.count} times)" if hit.count > 1 else ""
+        lines.append(f"stderr: {hit.line}{repeat}")
+        lines.extend(f"    {c}" for c in hit.context[:2])
+    lines.extend(extra)
+    return lines
+
+
+def _code_finding(code: str, hits: list[Hit], **kwargs) -> Finding:
+    """A finding for a code another module registers, or our own if it is not registered."""
+    try:
+        rule_ = get(code)
+    except KeyError:
+        fallback = _FALLBACK[code]
+        return Finding(code=code, severity=kwargs.pop("severity", None) or fallback[1],
+                       title=kwargs.pop("title", None) or fallback[0],
+                       evidence=tuple(kwargs.pop("evidence")), **kwargs)
+    return rule_.finding(kwargs.pop("evidence"), **kwargs)
+
+
+# NumPy ABI codes belong to numdoctor.rules.binary; these stand in until it is loaded.
+_FALLBACK = {
+    "ABI001": ("An extension built for NumPy 1.x is used with NumPy 2.x", Severity.ERROR),
+    "ABI002": ("An extension needs a newer NumPy than the one installed", Severity.ERROR),
+}
+
+_CUBLAS_CAUSES = {
+    "NOT_INITIALIZED": "cuBLAS could not create its handle: almost always the GPU was out of "
+                       "memory at that moment, or the CUDA context was broken by an earlier "
+                       "error",
+    "ALLOC_FAILED": "cuBLAS could not allocate GPU memory: the GPU is out of memory",
+    "EXECUTION_FAILED": "a cuBLAS kernel failed to run; often the report of an earlier "
+                        "asynchronous error (run with CUDA_LAUNCH_BLOCKING=1 to find it)",
+    "INVALID_VALUE": "a cuBLAS call got an invalid argument (shape, stride, leading "
+                     "dimension or a size above 2^31)",
+    "ARCH_MISMATCH": "the GPU is too old for the cuBLAS routine this build uses",
+    "NOT_SUPPORTED": "the operation is not supported for this data type or GPU",
+    "INTERNAL_ERROR": "cuBLAS failed internally; often after running out of GPU memory",
+    "MAPPING_ERROR": "cuBLAS could not access GPU memory (texture binding failed)",
+}
+
+
+def _omp15(hits, ctx):
+    hit = hits[0]
+    return [_code_finding(
+        "OMP002", hits, evidence=_evidence(hits, ctx.openmp_libraries),
+        severity=Severity.ERROR,
+        title="Two copies of Intel OpenMP initialised: the program aborted (OMP Error #15)",
+        why=f"A second {hit.match.get('lib', 'libiomp5')} started while one was already "
+            "running; Intel's runtime aborts rather than risk wrong results.",
+        fix="Load one copy of libiomp5: install the packages that bring it from one channel "
+            "(all pip or all conda), or LD_PRELOAD the one you want. Do not set "
+            "KMP_DUPLICATE_LIB_OK=TRUE: it hides the conflict and trades the abort for hangs "
+            "and wrong results.",
+    )]
+
+
+def _omp_threads(hits, ctx):
+    return [_code_finding(
+        "THR001", hits, evidence=_evidence(hits), severity=Severity.ERROR,
+        title="A thread pool could not create its threads",
+        why="pthread_create failed: the process (or its container's pids limit, or "
+            "`ulimit -u`) ran out of threads, usually because every pool starts one thread "
+            "per host CPU in every worker process.",
+        fix="Limit the pools: OMP_NUM_THREADS/OPENBLAS_NUM_THREADS/MKL_NUM_THREADS = the "
+            "effective CPUs divided by the number of worker processes; check `ulimit -u` and "
+            "the container's pids.max.",
+    )]
+
+
+def _omp_other(hits, ctx):
+    hit = hits[0]
+    return [get("MSG008").finding(
+        _evidence(hits),
+        title=f"The OpenMP runtime reported error #{hit.match.get('num', '?')}",
+        why=hit.match.get("text", ""),
+    )]
+
+
+def _mkl_layer(hits, ctx):
+    return [_code_finding(
+        "MKL001", hits, evidence=_evidence(hits, ctx.openmp_libraries),
+        why="MKL refused to start with its Intel threading layer next to GNU libgomp.",
+        fix="export MKL_THREADING_LAYER=GNU before starting the program.",
+    )]
+
+
+def _openblas_omp(hits, ctx):
+    return [get("MSG007").finding(_evidence(hits, ctx.openmp_libraries))]
+
+
+def _cusolver(hits, ctx):
+    status = hits[0].match.get("status") or hits[0].match.get("status2") or ""
+    return [get("GPU002").finding(
+        _evidence(hits),
+        title="A cuSOLVER call failed" + (f" (CUSOLVER_STATUS_{status})" if status else ""),
+        why="cuSOLVER (GPU LAPACK: torch.linalg on CUDA, cupy.linalg) failed. Ill-conditioned "
+            "or non-finite input, a batch too large for GPU memory, or a cuSOLVER version "
+            "mismatch with the driver are the usual causes.",
+    )]
+
+
+def _cublas(hits, ctx):
+    status = hits[0].match.get("status", "")
+    cause = _CUBLAS_CAUSES.get(status, "a cuBLAS call failed")
+    return [get("GPU002").finding(_evidence(hits), title=f"cuBLAS failed: CUBLAS_STATUS_{status}",
+                                  why=cause[0].upper() + cause[1:] + ".")]
+
+
+def _simple(code: str) -> Callable:
+    def build(hits, ctx):
+        return [get(code).finding(_evidence(hits))]
+    return build
+
+
+def _cuda_arch(hits, ctx):
+    arch = hits[0].match.get("arch")
+    return [get("GPU005").finding(
+        _evidence(hits),
+        why=(f"This GPU ({arch}) is not among the architectures the installed build was "
+             "compiled for." if arch else None) or "",
+    )]
+
+
+def _terminate(hits, ctx):
+    kind = hits[0].match.get("type", "")
+    torch = kind.startswith("c10::")
+    return [get("MSG001").finding(
+        _evidence(hits),
+        title=(f"PyTorch's C++ code threw {kind} and nothing caught it" if torch else
+               f"A C++ exception ({kind}) escaped to std::terminate"),
+        why=("A c10::Error thrown where it cannot become a Python exception (a destructor, "
+             "a background thread, a DataLoader worker's C++ side) ends the process with "
+             "SIGABRT; the what() text after the message says what failed."
+             if torch else ""),
+    )]
+
+
+def _numpy1_on_2(hits, ctx):
+    return [_code_finding("ABI001", hits, evidence=_evidence(hits), where="stderr")]
+
+
+def _numpy_newer(hits, ctx):
+    return [_code_finding("ABI002", hits, evidence=_evidence(hits), where="stderr")]
+
+
+def _numpy_baseline(hits, ctx):
+    from numdoctor.supervise import isa
+
+    flags = ctx.cpu_flags or isa.cpu_flags()
+    return [get("MSG003").finding(
+        _evidence(hits, [f"this CPU: {isa.level(flags)}; lacks "
+                         f"{', '.join(isa.missing_above(flags)[:8]) or 'nothing checked'}"]),
+        title="NumPy was built for CPU features this machine lacks",
+    )]
+
+
+def _heap(hits, ctx):
+    return [get("MSG002").finding(
+        _evidence(hits), title=f"glibc detected heap corruption: {hits[0].match.get('what')}")]
+
+
+def _undefined_symbol(hits, ctx):
+    hit = hits[0]
+    symbol = hit.match.get("symbol") or hit.match.get("symbol2") or "?"
+    library = hit.match.get("lib", "")
+    from numdoctor.supervise.classify import package_of
+
+    owner = package_of(library) if library else ""
+    evidence = _evidence(hits, [f"{library} is from {owner}"] if owner else [])
+    return [get("MSG004").finding(
+        evidence, title=f"A compiled module needs symbol {symbol}, which nothing loaded has")]
+
+
+def _version_not_found(hits, ctx):
+    hit = hits[0]
+    return [get("MSG005").finding(
+        _evidence(hits),
+        title=f"{hit.match.get('by', 'A library')} needs {hit.match.get('version')}, which "
+              "the loaded C/C++ runtime lacks")]
+
+
+def _worker_died(hits, ctx):
+    return [get("MSG006").finding(_evidence(hits))]
+
+
+_BUILDERS: dict[str, Callable[[list[Hit], Context], list[Finding]]] = {
+    "omp15": _omp15,
+    "omp_threads": _omp_threads,
+    "omp_other": _omp_other,
+    "mkl_layer": _mkl_layer,
+    "openblas_omp": _openblas_omp,
+    "cusolver": _cusolver,
+    "cublas": _cublas,
+    "cuda_oom": _simple("GPU003"),
+    "cuda_fault": _simple("GPU004"),
+    "cuda_arch": _cuda_arch,
+    "terminate": _terminate,
+    "numpy1_on_2": _numpy1_on_2,
+    "numpy_newer": _numpy_newer,
+    "numpy_baseline": _numpy_baseline,
+    "heap": _heap,
+    "undefined_symbol": _undefined_symbol,
+    "version_not_found": _version_not_found,
+    "worker_died": _worker_died,
+}
+
+
+def findings(hits: dict[str, list[Hit]], ctx: Context) -> list[Finding]:
+    """Findings for every recognised message (shell-reported deaths are handled by the
+    crash classifier, which knows the pids)."""
+    found = []
+    for key, builder in _BUILDERS.items():
+        if hits.get(key):
+            found.extend(builder(hits[key], ctx))
+    return found
+
+
+def shell_deaths(hits: dict[str, list[Hit]]) -> list[tuple[int, str, str]]:
+    """(pid, what, line) for "1234 Segmentation fault" lines a shell printed."""
+    deaths = []
+    for hit in hits.get("shell_signal", []):
+        try:
+            deaths.append((int(hit.match["pid"]), hit.match["what"], hit.line))
+        except (KeyError, ValueError):
+            continue
+    return deaths

@@ -1,0 +1,623 @@
+"""The supervision loop: run the program, watch it, and on trouble find out where and why.
+
+`supervise(options)` starts the program (launcher), relays its output (output), samples its
+tree (monitor) and takes snapshots of it from the outside (facts) until it exits or an
+incident happens:
+
+- hang: no output and no heartbeat for --hang-timeout s, and the tree's CPU near zero;
+- spinning: no output and no heartbeat for --spin-timeout s (default: --hang-timeout) while
+  the tree keeps CPUs busy;
+- timeout: --timeout s of wall-clock time (stopped time excluded);
+- interrupted: a second SIGINT/SIGTERM.
+
+On an incident every process is dumped (stacks), the dump is diagnosed, then the whole tree
+is killed. When the program exits on its own, its status is classified (classify, diagnose),
+leftover descendants are terminated, and stderr is matched against the message knowledge
+base. Either way the result is a `Report`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from numdoctor.findings import Finding, Report
+from numdoctor.supervise import launcher, output
+from numdoctor.supervise.classify import Exit, add_site_dirs, annotate, from_wait_status
+from numdoctor.supervise.messages import MessageScanner
+
+HANG_EXIT = 124
+_PYTHON_EXE = re.compile(r"^(?:python|pypy)[\d.]*[dmu]*$")
+
+
+@dataclass
+class Options:
+    command: list[str]
+    hang_timeout: float | None = None
+    spin_timeout: float | None = None  # None: the same as hang_timeout; 0: never act on it
+    timeout: float | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    interval: float | None = None  # seconds between samples (default: from the timeouts)
+    tool_timeout: float = 5.0  # per py-spy/gdb call
+    # isolate(): the first SIGINT/SIGTERM (the caller was interrupted or died) already stops
+    # the program, instead of being forwarded to it.
+    first_stop_kills: bool = False
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    status: str  # ok, exit, signal, crash, oom, hang, spinning, timeout, interrupted
+    report: Report
+    summary: list[str] = field(default_factory=list)
+    facts: Any = None
+
+
+def supervise(options: Options) -> Outcome:
+    return _Supervision(options).run()
+
+
+class _Supervision:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        spin = options.spin_timeout
+        self.spin_timeout = options.hang_timeout if spin is None else (spin or None)
+        limits = [t for t in (options.hang_timeout, self.spin_timeout, options.timeout) if t]
+        self.interval = options.interval or min(0.5, max(0.05, min(limits, default=4.0) / 10))
+        self.run_dir = tempfile.mkdtemp(prefix="numdoctor-run-")
+        self.heartbeat_file = os.path.join(self.run_dir, "heartbeat")
+        Path(self.heartbeat_file).touch()
+        self.dump_signal = launcher.default_dump_signal()
+        self.scanner = MessageScanner()
+        self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.main_status: int | None = None
+        self.snapshot = None
+        self.snapshot_pid: int | None = None
+        self.mapped: set[str] = set()
+        self.paused = 0.0  # seconds the program spent stopped by Ctrl-Z
+        self.stop_signal = signal.SIGINT  # what ended an interrupted run
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        from numdoctor.supervise.kmsg import KernelLog
+        from numdoctor.supervise.signals import Signals
+
+        if not launcher.become_subreaper():
+            self.notes.append("could not become a child subreaper: processes that daemonise "
+                              "(double fork) may escape the kill")
+        self.kernel = KernelLog()
+        if self.kernel.unavailable:
+            self.notes.append(self.kernel.unavailable)
+        self.streams = output.plan(self.scanner.feed)
+        self.signals = Signals()
+        launch = launcher.Launch(self.run_dir, self.dump_signal, self.heartbeat_file,
+                                 self.options.hang_timeout)
+        env = launch.environment(self.options.env if self.options.env is not None
+                                 else os.environ)
+        try:
+            try:
+                self.child = launcher.spawn(self.options.command, env=env,
+                                            stdout=self.streams.child_stdout,
+                                            stderr=self.streams.child_stderr,
+                                            cwd=self.options.cwd)
+            finally:
+                self.streams.start()  # closes our copies of the program's ends
+            self.started = time.monotonic()
+            try:
+                return self._supervise()
+            except BaseException:
+                # Never leave the program running unsupervised behind a failure of ours.
+                launcher.kill_tree(os.getpid(), group=self.child.pid)
+                raise
+        finally:
+            self.signals.restore()
+            self.kernel.close()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _supervise(self) -> Outcome:
+        from numdoctor.supervise.monitor import IDLE_CPU, Monitor
+        from numdoctor.supervise.stacks import Dumper
+
+        self.dumper = Dumper(self.run_dir, self.dump_signal)
+        self.monitor = Monitor(self.child.pid, exclude=lambda: self.dumper.helpers)
+        self.monitor.track(self.child.pid)
+        self.last_progress = self.started
+        heartbeat_mtime = os.stat(self.heartbeat_file).st_mtime_ns
+        write_chars = 0
+        next_sample = self.started
+        schedule = self._snapshot_times()
+        next_snapshot = next(schedule)
+        incident = ""
+        while True:
+            now = time.monotonic()
+            wait = max(0.0, min(next_sample, self.started + next_snapshot) - now)
+            if self.signals.active:
+                select.select([self.signals.read_fd], [], [], wait)
+            else:
+                time.sleep(min(wait, 0.05))
+            incident = self._handle_signals() or incident
+            statuses = launcher.reap()
+            if self.child.pid in statuses:
+                self.main_status = statuses[self.child.pid]
+                self.child.returncode = from_wait_status(self.main_status).code
+            if self.main_status is not None:
+                break
+            if incident:
+                break
+            now = time.monotonic()
+            if now >= next_sample:
+                self.monitor.sample(now, io=bool(self.streams.unobservable))
+                next_sample = now + self.interval
+                # Progress: output, a heartbeat, or (where output is invisible) bytes written.
+                self.last_progress = max(self.last_progress, self.streams.last_output())
+                if self.streams.files_grew():
+                    self.last_progress = now
+                mtime = _mtime(self.heartbeat_file)
+                if mtime != heartbeat_mtime:
+                    heartbeat_mtime, self.last_progress = mtime, now
+                if self.streams.unobservable:
+                    written = self.monitor.write_chars()
+                    if written > write_chars:
+                        self.last_progress = now
+                    write_chars = written
+                incident = self._check_limits(now, IDLE_CPU)
+                if incident:
+                    break
+            if now - self.started >= next_snapshot:
+                self._take_snapshot()
+                next_snapshot = next(schedule)
+        if incident:
+            return self._incident(incident)
+        return self._exited()
+
+    @staticmethod
+    def _snapshot_times():
+        from numdoctor.supervise.facts import LATER_EVERY, SCHEDULE
+
+        yield from SCHEDULE
+        later = SCHEDULE[-1]
+        while True:
+            later += LATER_EVERY
+            yield later
+
+    def _check_limits(self, now: float, idle_cpu: float) -> str:
+        options = self.options
+        if options.timeout and now - self.started - self.paused >= options.timeout:
+            return "timeout"
+        silent = now - self.last_progress
+        if options.hang_timeout and silent >= options.hang_timeout:
+            cpu = self.monitor.tree_cpu_since(now - options.hang_timeout)
+            if cpu is not None and cpu < idle_cpu:
+                return "hang"
+        if self.spin_timeout and silent >= self.spin_timeout:
+            cpu = self.monitor.tree_cpu_since(now - self.spin_timeout)
+            if cpu is not None and cpu >= idle_cpu:
+                return "spinning"
+        return ""
+
+    def _handle_signals(self) -> str:
+        from numdoctor.supervise.signals import FORWARDED, STOPPING
+
+        for signum in self.signals.take():
+            if signum in FORWARDED:
+                stops = self.signals.stop_requests()
+                if signum in STOPPING and (stops >= 2 or self.options.first_stop_kills):
+                    self.stop_signal = signum
+                    return "interrupted"
+                launcher.signal_group(self.child.pid, signum)
+            elif signum == signal.SIGWINCH:
+                self.streams.sync_window_size()
+                launcher.signal_group(self.child.pid, signal.SIGWINCH)
+            elif signum == signal.SIGTSTP:
+                stopped = time.monotonic()
+                launcher.signal_group(self.child.pid, signal.SIGSTOP)
+                os.kill(os.getpid(), signal.SIGSTOP)  # returns once we are continued
+                launcher.signal_group(self.child.pid, signal.SIGCONT)
+                resumed = time.monotonic()
+                self.paused += resumed - stopped
+                self.last_progress = max(self.last_progress, resumed)
+            elif signum == signal.SIGCONT:
+                launcher.signal_group(self.child.pid, signal.SIGCONT)
+                self.last_progress = max(self.last_progress, time.monotonic())
+        return ""
+
+    # -- snapshots --------------------------------------------------------------------------
+    def _target(self, infos: dict[int, dict]) -> int | None:
+        """The program's main Python process: the snapshot describes it."""
+        live = [p for p in self.monitor.live()]
+        if self.child.pid in infos and any(p.pid == self.child.pid for p in live):
+            return self.child.pid
+        for proc in sorted(live, key=lambda p: p.first_seen):
+            if proc.pid in infos and not infos[proc.pid].get("forked_from"):
+                return proc.pid
+        return self.child.pid if any(p.pid == self.child.pid for p in live) else None
+
+    def _take_snapshot(self) -> None:
+        from numdoctor.supervise.facts import collect_outside
+        from numdoctor.supervise.stacks import read_info
+
+        started = time.perf_counter()
+        infos = read_info(self.run_dir)
+        self._learn_sites(infos)
+        pid = self._target(infos)
+        if pid is None:
+            return
+        try:
+            snapshot = collect_outside(pid, infos.get(pid), started=self.started)
+        except Exception as exc:  # a bug in a collector must not end the supervision
+            self.notes.append(f"snapshot of pid {pid} failed: {type(exc).__name__}: {exc}")
+            return
+        self.snapshot, self.snapshot_pid = snapshot, pid
+        self.mapped.update(lib.path for lib in snapshot.libraries)
+        self.timings["snapshot"] = self.timings.get("snapshot", 0.0) + \
+            time.perf_counter() - started
+
+    def _learn_sites(self, infos: dict[int, dict]) -> None:
+        for info in infos.values():
+            add_site_dirs([str(d) for d in info.get("site_dirs", ())])
+
+    # -- incidents --------------------------------------------------------------------------
+    def _incident(self, kind: str) -> Outcome:
+        from numdoctor.supervise import diagnose
+        from numdoctor.supervise.facts import mapped_files
+        from numdoctor.supervise.stacks import Target, read_info
+
+        detected = time.monotonic()
+        options = self.options
+        windows = {"hang": options.hang_timeout, "spinning": self.spin_timeout}
+        window = windows.get(kind) or min(10.0, max(1.0, detected - self.started))
+        self.monitor._discover(detected)
+        self.monitor.sample(detected)
+        infos = read_info(self.run_dir)
+        self._learn_sites(infos)
+        views = self._views(infos, window, detected)
+        quick = kind == "interrupted"
+        gpu = self.monitor.gpu_reading()
+        self._take_snapshot()
+        for view in views:
+            self.mapped.update(mapped_files(view.pid) if view.python else [])
+        targets = [Target(v.pid, python=v.python, dumpable=bool(infos.get(v.pid, {})
+                                                                .get("dumps")))
+                   for v in views if launcher.alive(v.pid)]
+        started = time.monotonic()
+        stacks = {} if self.signals.stop_requests() >= 3 else self.dumper.dump(
+            targets, tool_timeout=1.5 if quick else options.tool_timeout,
+            faulthandler_wait=0.5 if quick else 1.0)
+        for process in stacks.values():
+            for thread in process.threads:
+                annotate(thread.frames)
+        self.timings["dump"] = time.monotonic() - started
+        self.timings.update({f"dump_{k}": v for k, v in self.dumper.seconds.items()})
+        killed = launcher.kill_tree(os.getpid(), group=self.child.pid,
+                                    exclude=self.dumper.helpers)
+        if self.child.pid in killed.statuses:
+            self.main_status = killed.statuses[self.child.pid]
+            self.child.returncode = from_wait_status(self.main_status).code
+        self.timings["detect_to_killed"] = time.monotonic() - detected
+        self.streams.drain()
+        self.scanner.finish()
+
+        interpreters = self._interpreters(infos)
+        tree_cpu = self.monitor.tree_cpu_since(detected - window)
+        findings: list[Finding] = []
+        findings += diagnose.fork_findings(views, stacks, window)
+        if kind in ("hang", "spinning", "timeout"):
+            findings += diagnose.hang_findings(
+                kind, window=window, silent_for=detected - self.last_progress,
+                elapsed=detected - self.started - self.paused, views=views, stacks=stacks,
+                tree_cpu=tree_cpu, timeout=options.timeout, interpreters=interpreters)
+        findings += self._message_findings()
+        findings += diagnose.leak_findings(views)
+        gpu_finding = diagnose.gpu_finding(gpu, moment="hang", tree_pids={v.pid for v in views},
+                                           host_idle=tree_cpu is not None and tree_cpu < 0.05)
+        if gpu_finding is not None:
+            findings.append(gpu_finding)
+        findings = diagnose.merge(findings, self._snapshot_findings())
+        exit_code = 128 + self.stop_signal if kind == "interrupted" else HANG_EXIT
+        silent = detected - self.last_progress
+        if kind == "hang":
+            headline = f"the program hung: no output, heartbeat or CPU use for {silent:.1f} s"
+        elif kind == "spinning":
+            headline = f"the program spun for {silent:.1f} s without output or heartbeat"
+        elif kind == "timeout":
+            headline = f"the program ran past --timeout {options.timeout:g} s"
+        else:
+            headline = "interrupted twice: stacks dumped, the program was killed"
+        headline += (f"; killed {len(killed.killed)} process(es) after dumping their stacks; "
+                     f"exit status {exit_code}")
+        if killed.survivors:
+            self.notes.append("processes that could not be killed (uninterruptible sleep, "
+                              f"or another user's): {killed.survivors}")
+        self._stack_notes(stacks)
+        return self._outcome(kind, exit_code, headline, findings, views, stacks, {}, gpu,
+                             killed.killed, killed.survivors,
+                             self._program_exit_text())
+
+    def _stack_notes(self, stacks: dict) -> None:
+        if not any(s.native for s in stacks.values()) and stacks:
+            reasons = sorted({n for s in stacks.values() for n in s.notes
+                              if "native" in n or "gdb" in n or "py-spy" in n})
+            self.notes.append("native stacks were not available"
+                              + (": " + "; ".join(reasons) if reasons else ""))
+
+    def _program_exit_text(self) -> str:
+        if self.main_status is None:
+            return "was still running when numdoctor gave up killing it"
+        ended = from_wait_status(self.main_status)
+        if ended.signal == signal.SIGKILL:
+            return "was killed by numdoctor (SIGKILL) after the dump"
+        return ended.describe() + " while numdoctor was stopping it"
+
+    def _views(self, infos: dict[int, dict], window: float, now: float) -> list:
+        from numdoctor.supervise.diagnose import ProcView
+
+        views = []
+        for proc in sorted(self.monitor.procs.values(), key=lambda p: (p.first_seen, p.pid)):
+            if proc.gone and proc.pid != self.child.pid:
+                continue
+            info = infos.get(proc.pid, {})
+            forked = info.get("forked_from")
+            if forked is None and proc.pid != self.child.pid:
+                parent = self.monitor.known(proc.ppid)
+                if parent is not None and parent.exe and parent.exe == proc.exe and \
+                        parent.cmdline == proc.cmdline and proc.pid not in infos:
+                    forked = proc.ppid  # same program, no exec: a fork of a native program
+            if proc.pid == self.child.pid:
+                role = "main"
+            elif forked:
+                role = f"forked from {forked}"
+            elif proc.ppid == os.getpid():
+                role = "re-parented to numdoctor"
+            else:
+                role = f"child of {proc.ppid}"
+            # The command line as the process itself reports it: a launcher script that
+            # exec'd python shows up as python, not as the launcher.
+            argv = info.get("argv") or _cmdline(proc.pid) or proc.cmdline
+            command = shlex.join(argv) if argv else proc.name
+            command = command.replace("\n", "\\n")
+            views.append(ProcView(
+                pid=proc.pid, ppid=proc.ppid, command=command[:200], role=role,
+                cpu=proc.cpu_since(now - window), state=proc.state,
+                python=proc.pid in infos or bool(_PYTHON_EXE.match(os.path.basename(proc.exe)
+                                                                   or proc.name)),
+                forked_from=forked, threads_at_fork=info.get("threads_at_fork"),
+                rss=proc.rss, peak_rss=proc.peak_rss, memory=proc.memory))
+        return views
+
+    def _interpreters(self, infos: dict[int, dict]) -> tuple[str, ...]:
+        paths = {os.path.realpath(sys.executable)}
+        for info in infos.values():
+            if info.get("executable"):
+                paths.add(os.path.realpath(str(info["executable"])))
+        return tuple(sorted(paths))
+
+    def _message_findings(self) -> list[Finding]:
+        from numdoctor.rules._evidence import describe_library
+        from numdoctor.supervise import isa
+        from numdoctor.supervise.messages import Context, findings
+
+        region = self.streams.stderr_file_region()
+        if region:
+            self.scanner.scan_all(region)
+        libs = []
+        if self.snapshot is not None:
+            libs = [describe_library(lib) for lib in self.snapshot.libs("openmp")]
+        context = Context(openmp_libraries=libs, cpu_flags=isa.cpu_flags(),
+                          main_pid=self.child.pid)
+        return findings(self.scanner.hits, context)
+
+    def _snapshot_findings(self) -> list[Finding]:
+        if self.snapshot is None:
+            return []
+        from numdoctor.rules import apply_rules
+
+        return [f for f in apply_rules(self.snapshot) if f.code != "ND000"]
+
+    # -- the program exited -----------------------------------------------------------------
+    def _exited(self) -> Outcome:
+        from numdoctor.supervise import diagnose, isa
+        from numdoctor.supervise.messages import shell_deaths
+        from numdoctor.supervise.stacks import read_fatal, read_info
+
+        ended = time.monotonic()
+        main_exit = from_wait_status(self.main_status or 0)
+        self.monitor.sample(ended)
+        leftovers = self._leftovers()
+        self.streams.drain()
+        self.scanner.finish()
+        infos = read_info(self.run_dir)
+        self._learn_sites(infos)
+        window = min(10.0, max(1.0, ended - self.started))
+        views = self._views(infos, window, ended)
+        interpreters = self._interpreters(infos)
+        flags = isa.cpu_flags()
+        by_pid = {v.pid: v for v in views}
+        messages = self._message_findings()
+        events = self.kernel.poll()
+        dumps = read_fatal(self.run_dir)
+        deaths: list[diagnose.Death] = []
+        if main_exit.signal is not None:
+            deaths.append(self._death(self.child.pid, main_exit.signal, "main", main_exit,
+                                      dumps, events, by_pid))
+        for pid in sorted(dumps):
+            if pid == self.child.pid:
+                continue
+            fatal = dumps[pid][0]
+            deaths.append(self._death(pid, diagnose.signal_from_fatal(fatal),
+                                      self._role(pid, infos), None, dumps, events, by_pid))
+        covered = {d.pid for d in deaths}
+        for pid, what, _line in shell_deaths(self.scanner.hits):
+            if pid not in covered and pid in by_pid:
+                deaths.append(self._death(pid, diagnose.signal_from_fatal(what),
+                                          by_pid[pid].role, None, dumps, events, by_pid))
+                covered.add(pid)
+        for event in events:
+            if event.kind == "oom-kill" and event.pid in by_pid and event.pid not in covered:
+                deaths.append(self._death(event.pid, signal.SIGKILL, by_pid[event.pid].role,
+                                          None, dumps, events, by_pid))
+                covered.add(event.pid)
+
+        rises = {str(k): v for k, v in self.monitor.oom.rises().items()}
+        from numdoctor.supervise import cgroup
+
+        now_global = cgroup.global_oom_kills()
+        base_global = self.monitor.oom.global_baseline
+        global_rise = (now_global - base_global) if now_global is not None and \
+            base_global is not None else 0
+        findings: list[Finding] = []
+        status = "ok" if main_exit.code == 0 else "exit"
+        oom_main = False
+        limit = peak = None
+        groups = list(self.monitor.oom.groups.values())
+        if groups:
+            limit, peak = groups[0].limit(), groups[0].peak()
+        for death in deaths:
+            if death.signal == signal.SIGKILL and (
+                    rises or global_rise or any(e.kind == "oom-kill" for e in death.kernel)):
+                largest = sorted(views, key=lambda v: -v.peak_rss)
+                findings.append(diagnose.oom_finding(death, rises=rises, limit=limit,
+                                                     cgroup_peak=peak, largest=largest,
+                                                     global_rise=global_rise))
+                oom_main = oom_main or death.role == "main"
+                continue
+            related = messages if death.role == "main" else []
+            findings.append(diagnose.crash_finding(death, interpreters=interpreters,
+                                                   flags=flags, related=related))
+        if main_exit.signal is not None:
+            crash = main_exit.signal in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS,
+                                         signal.SIGFPE, signal.SIGILL, signal.SIGKILL,
+                                         signal.SIGSYS, signal.SIGTRAP)
+            status = "oom" if oom_main else ("crash" if crash else "signal")
+        findings += messages
+        findings += diagnose.leak_findings(views)
+        if status in ("crash", "oom"):
+            gpu = self.monitor.gpu or self.monitor.gpu_reading()
+            gpu_finding = diagnose.gpu_finding(gpu, moment="crash", tree_pids=set(by_pid),
+                                               host_idle=None)
+            if gpu_finding is not None:
+                findings.append(gpu_finding)
+        findings = diagnose.merge(findings, self._snapshot_findings())
+        headline = self._exit_headline(status, main_exit, deaths, findings)
+        crash_dumps = {pid: dumps[pid][2] for pid in dumps}
+        if leftovers.killed:
+            self.notes.append(
+                f"{len(leftovers.killed)} process(es) started by the program were still "
+                f"running after it exited and were terminated: {leftovers.killed}")
+        return self._outcome(status, main_exit.code, headline, findings, views, {},
+                             crash_dumps, self.monitor.gpu, leftovers.killed,
+                             leftovers.survivors,
+                             ("was " if main_exit.signal else "") + main_exit.describe())
+
+    def _leftovers(self) -> launcher.KillResult:
+        """Processes the program left running: give them a moment, then terminate them."""
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            launcher.reap()
+            alive = [p for p in launcher.descendants(os.getpid(), self.dumper.helpers)
+                     if launcher.alive(p)]
+            if not alive:
+                return launcher.KillResult()
+            time.sleep(0.05)
+        return launcher.terminate_tree(os.getpid(), exclude=self.dumper.helpers)
+
+    def _role(self, pid: int, infos: dict[int, dict]) -> str:
+        info = infos.get(pid, {})
+        if info.get("forked_from"):
+            return f"worker forked from pid {info['forked_from']}"
+        proc = self.monitor.known(pid)
+        parent = info.get("ppid") or (proc.ppid if proc else None)
+        return f"worker of pid {parent}" if parent else "worker"
+
+    def _death(self, pid: int, number: int | None, role: str, exit_: Exit | None,
+               dumps: dict, events: list, by_pid: dict) -> Any:
+        from numdoctor.supervise.diagnose import Death
+
+        fatal, threads, _text = dumps.get(pid, ("", [], ""))
+        for thread in threads:
+            annotate(thread.frames)
+        view = by_pid.get(pid)
+        proc = self.monitor.known(pid)
+        mapped = sorted(self.mapped | ({proc.exe} if proc and proc.exe else set()))
+        return Death(pid=pid, signal=number, role=role,
+                     command=view.command if view else (proc.name if proc else "?"),
+                     exit=exit_, fatal=fatal, threads=threads,
+                     kernel=[e for e in events if e.pid == pid],
+                     peak_rss=proc.peak_rss if proc else 0, mapped=mapped)
+
+    def _exit_headline(self, status: str, main_exit: Exit, deaths: list,
+                       findings: list[Finding]) -> str:
+        if status == "ok":
+            text = "the program exited normally"
+        elif status == "exit":
+            text = f"the program {main_exit.describe()}"
+        elif status == "oom":
+            text = "the program was killed by the kernel's OOM killer"
+        else:
+            text = f"the program was {main_exit.describe()}"
+            main = next((f for f in findings if f.code.startswith("SIG")
+                         and "(main)" in f.where), None)
+            if main is not None and " in " in main.title:
+                text += " in " + main.title.split(" in ", 1)[1]
+        others = [d for d in deaths if d.role != "main"]
+        if others:
+            text += f"; {len(others)} other process(es) of the tree crashed"
+        return text + f"; exit status {main_exit.code}"
+
+    def _outcome(self, status: str, exit_code: int, headline: str, findings: list[Finding],
+                 views: list, stacks: dict, crash_dumps: dict, gpu: Any, killed: list[int],
+                 survivors: list[int], program_exit: str) -> Outcome:
+        from numdoctor.supervise.report import RunFacts, build
+
+        gpu_data = None
+        if gpu is not None:
+            gpu_data = {"available": gpu.available, "note": gpu.note,
+                        "gpus": [g.to_dict() for g in gpu.gpus]}
+        resources: dict[str, Any] = {
+            "peak_tree_rss": self.monitor.peak_tree_rss,
+            "samples": self.monitor.samples,
+            "sampling_s": round(self.monitor.sample_seconds, 4),
+            "interval_s": self.interval,
+        }
+        groups = list(self.monitor.oom.groups.values())
+        if groups:
+            resources["cgroup"] = str(groups[0].path)
+            resources["cgroup_limit"] = groups[0].limit()
+            resources["cgroup_peak"] = groups[0].peak()
+        facts = RunFacts(
+            command=list(self.options.command), status=status, exit_code=exit_code,
+            program_exit=program_exit, duration=time.monotonic() - self.started,
+            headline=headline, findings=findings,
+            snapshot=self.snapshot.to_dict() if self.snapshot is not None else None,
+            views=views, stacks=stacks, crash_dumps=crash_dumps,
+            wiring=self.streams.describe(), stderr_tail=self.streams.stderr_tail(),
+            resources=resources, gpu=gpu_data, notes=self.notes, timings=self.timings,
+            killed=killed, survivors=survivors)
+        return Outcome(exit_code=exit_code, status=status, report=build(facts), facts=facts)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]]
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
