@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from numdoctor._version import __version__
 
 # Subcommand modules, each with `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ("check", "explain", "fleet", "run")
+COMMANDS = ("check", "explain", "run", "probe", "fleet")
 DEFAULT_COMMAND = "check"
 
 

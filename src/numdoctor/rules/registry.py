@@ -114,6 +114,7 @@ def _load_all() -> None:
         fork,
         mkl,
         openmp,
+        probe,
         runtime,
         threads,
     )

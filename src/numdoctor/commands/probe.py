@@ -1,0 +1,141 @@
+"""`numdoctor probe`: run every combination in its own supervised subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from numdoctor.commands._options import FAIL_ON, add_output_options
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "probe", help="reproduce import-order and fork hangs in isolation, verify fixes",
+        description="Run each operation after each import order, threading environment and "
+                    "process mode in its own subprocess under the `numdoctor run` supervisor; "
+                    "for each failure, find the smallest failing combination and re-run it "
+                    "with each mitigation.")
+    parser.add_argument("--import", dest="imports", metavar="MODS",
+                        help="comma-separated modules (default: the known frameworks that "
+                             "are installed)")
+    parser.add_argument("--op", dest="ops", metavar="OPS",
+                        help="comma-separated operations, e.g. numpy.svd,torch.mm (default: "
+                             "every operation of the imported frameworks); --list-ops lists "
+                             "them")
+    parser.add_argument("--list-ops", action="store_true", help="list the operations and exit")
+    parser.add_argument("--orders", choices=("all", "given"), default="all",
+                        help="all permutations (a covering set beyond 4 modules) or only the "
+                             "order given (default: all)")
+    parser.add_argument("--fork", action="store_true",
+                        help="also run each operation in the parent and then after os.fork() "
+                             "and in multiprocessing workers (fork, spawn, forkserver)")
+    parser.add_argument("--mode", dest="modes", metavar="MODES",
+                        help="comma-separated process modes instead of --fork's set: "
+                             "inprocess, fork, mp-fork, mp-spawn, mp-forkserver")
+    parser.add_argument("--env", action="append", default=[], metavar="K=V",
+                        help="an extra threading environment to try (repeatable); the default "
+                             "and OMP_NUM_THREADS=1 are always tried")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                        help="hard limit per scenario (default: 60)")
+    parser.add_argument("--hang-timeout", type=float, default=5.0, metavar="S",
+                        help="no output and no CPU for S seconds is a hang (default: 5)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="scenarios run at once (default: the effective CPU count)")
+    parser.add_argument("--budget", type=float, default=None, metavar="S",
+                        help="stop starting scenarios after S seconds in all")
+    parser.add_argument("--no-minimize", action="store_true",
+                        help="report failures without minimising them or trying mitigations")
+    parser.add_argument("--fail-on", choices=FAIL_ON, default="error",
+                        help="exit 1 when a finding is at least this severe (default: error)")
+    add_output_options(parser)
+
+
+def _effective_cpus() -> int:
+    from numdoctor.snapshot.system import effective_cpus, read_cgroup
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    return effective_cpus(os.cpu_count(), affinity, read_cgroup().cpu_quota) or 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from numdoctor.cli import UsageError
+    from numdoctor.commands.check import default_modules, parse_modules
+    from numdoctor.probe import CANARIES, ProbeOptions, build_report, count_scenarios, probe
+
+    if args.list_ops:
+        for canary in CANARIES.values():
+            print(f"{canary.name:20} {canary.description}")
+        return 0
+    for name in ("timeout", "hang_timeout", "budget"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"numdoctor probe: --{name.replace('_', '-')} must be positive")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("numdoctor probe: --jobs must be at least 1")
+    envs: list[dict[str, str]] = [{}, {"OMP_NUM_THREADS": "1"}]
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise UsageError(f"numdoctor probe: --env {item!r} is not of the form NAME=VALUE")
+        envs.append({key: value})
+    modes = None
+    if args.modes:
+        from numdoctor.probe import MODES
+
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or not modes:
+            raise UsageError(f"numdoctor probe: --mode: unknown mode(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(MODES)}")
+    modules = parse_modules(args.imports) if args.imports else default_modules()
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+    options = ProbeOptions(modules=modules, ops=ops, orders=args.orders, fork=args.fork,
+                           modes=modes,
+                           envs=tuple(envs), timeout=args.timeout,
+                           hang_timeout=args.hang_timeout,
+                           jobs=args.jobs or _effective_cpus(), budget=args.budget,
+                           minimize=not args.no_minimize)
+    try:
+        total = count_scenarios(options)
+    except ValueError as exc:
+        raise UsageError(f"numdoctor probe: {exc}") from None
+    with _progress(total) as progress:
+        result = probe(options, progress)
+    report = build_report(result)
+    from numdoctor.commands._common import emit_report
+
+    emit_report(report, args.format, args.output)
+    return 1 if report.fails(args.fail_on) else 0
+
+
+class _progress:
+    """A rich progress bar on stderr for a terminal; nothing otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar = None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.bar = Progress(TextColumn("probe"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.description}"), console=Console(stderr=True),
+                            transient=True)
+        self.task = self.bar.add_task("", total=self.total)
+        self.bar.start()
+        return self.update
+
+    def update(self, label: str, result) -> None:
+        outcome = "not run" if result is None else result.outcome
+        self.bar.update(self.task, advance=1, description=f"{outcome}: {label}"[:80])
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

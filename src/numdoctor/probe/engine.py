@@ -1,0 +1,245 @@
+"""The probe: plan scenarios, run them in parallel within a budget, then for each failure find
+the smallest failing combination and re-run it with each mitigation to see which really work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from numdoctor.probe.canaries import CANARIES, Canary, canaries_for
+from numdoctor.probe.runner import Result, run_scenario
+from numdoctor.probe.scenarios import DEFAULT_ENVS, FORKING_MODES, MODES, Scenario, plan
+
+# The operation is "slow" when it takes this many times its time alone (and at least
+# SLOW_MIN_EXTRA seconds more): below that, timing noise on a shared machine dominates.
+SLOW_FACTOR = 3.0
+SLOW_MIN_EXTRA = 0.5
+
+Progress = Callable[[str, Result | None], None]
+
+
+@dataclass
+class ProbeOptions:
+    modules: list[str]
+    ops: list[str] | None = None  # canary names; None = every canary of the modules
+    orders: str = "all"  # "all" or "given"
+    fork: bool = False  # add fork, mp-fork, mp-spawn, mp-forkserver modes
+    modes: tuple[str, ...] | None = None  # explicit process modes (overrides `fork`)
+    envs: tuple[dict[str, str], ...] = DEFAULT_ENVS
+    timeout: float = 60.0  # per scenario, hard
+    hang_timeout: float = 5.0  # per scenario: no output and no CPU for this long
+    jobs: int = 1
+    budget: float | None = None  # seconds for the whole probe
+    minimize: bool = True
+
+
+@dataclass
+class Mitigation:
+    description: str  # "with OMP_NUM_THREADS=1"
+    scenario: Scenario
+    result: Result | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.result is not None and self.result.outcome in ("pass", "slow")
+
+
+@dataclass
+class Failure:
+    """A group of failing scenarios that share operation, mode and environment."""
+
+    results: list[Result]
+    minimal: Result | None = None
+    mitigations: list[Mitigation] = field(default_factory=list)
+
+    @property
+    def representative(self) -> Result:
+        return self.minimal or self.results[0]
+
+
+@dataclass
+class ProbeResult:
+    options: ProbeOptions
+    missing: list[str] = field(default_factory=list)
+    baselines: dict[str, Result] = field(default_factory=dict)  # canary name -> alone
+    results: list[Result] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    slow: list[Result] = field(default_factory=list)
+    not_run: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def installed(modules: list[str]) -> tuple[list[str], list[str]]:
+    present, missing = [], []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module.split(".")[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        (present if found else missing).append(module)
+    return present, missing
+
+
+def select_canaries(modules: list[str], ops: list[str] | None) -> list[Canary]:
+    if ops is None:
+        return canaries_for(modules)
+    unknown = [op for op in ops if op not in CANARIES]
+    if unknown:
+        raise ValueError(f"unknown operation(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(CANARIES)}")
+    return [CANARIES[op] for op in ops]
+
+
+class _Runner:
+    """Runs scenarios on a pool of `jobs` workers until the budget's deadline."""
+
+    def __init__(self, options: ProbeOptions, progress: Progress | None) -> None:
+        self.options = options
+        self.progress = progress
+        self.deadline = (time.monotonic() + options.budget) if options.budget else None
+        self.pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+        self.skipped = 0
+
+    def run_all(self, scenarios: list[Scenario]) -> list[Result | None]:
+        return list(self.pool.map(self._one, scenarios))
+
+    def _one(self, scenario: Scenario) -> Result | None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.skipped += 1
+            if self.progress:
+                self.progress(scenario.label, None)
+            return None
+        timeout = self.options.timeout
+        if self.deadline is not None:
+            timeout = max(1.0, min(timeout, self.deadline - time.monotonic()))
+        result = run_scenario(scenario, timeout=timeout,
+                              hang_timeout=min(self.options.hang_timeout, timeout))
+        if self.progress:
+            self.progress(scenario.label, result)
+        return result
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def count_scenarios(options: ProbeOptions) -> int:
+    present, _ = installed(options.modules)
+    canaries = select_canaries(present, options.ops)
+    return len(_plan(options, present, canaries)) + len(canaries)
+
+
+def _plan(options: ProbeOptions, present: list[str], canaries: list[Canary]) -> list[Scenario]:
+    modes: tuple[str, ...] = ("inprocess",)
+    if options.modes:
+        modes = options.modes
+    elif options.fork:
+        modes = MODES
+    return plan(present, canaries, orders=options.orders, modes=modes, envs=options.envs)
+
+
+def probe(options: ProbeOptions, progress: Progress | None = None) -> ProbeResult:
+    started = time.monotonic()
+    present, missing = installed(options.modules)
+    out = ProbeResult(options, missing=missing)
+    canaries = select_canaries(present, options.ops)
+    runner = _Runner(options, progress)
+    try:
+        # Each operation alone first: the reference for "slow", and the proof that the
+        # operation itself works here.
+        alone = [Scenario((c.module,), c) for c in canaries]
+        for canary, result in zip(canaries, runner.run_all(alone), strict=True):
+            if result is not None:
+                out.baselines[canary.name] = result
+        scenarios = _plan(options, present, canaries)
+        out.results = [r for r in runner.run_all(scenarios) if r is not None]
+        _mark_slow(out)
+        out.failures = _group_failures(out.results)
+        if options.minimize:
+            for failure in out.failures:
+                _minimize(failure, runner)
+                _mitigate(failure, runner)
+        out.not_run = runner.skipped
+    finally:
+        runner.close()
+    out.seconds = time.monotonic() - started
+    return out
+
+
+def _mark_slow(out: ProbeResult) -> None:
+    for result in out.results:
+        base = out.baselines.get(result.scenario.canary.name)
+        if (result.outcome != "pass" or result.scenario.mode != "inprocess" or base is None
+                or base.op_seconds is None or result.op_seconds is None):
+            continue
+        if result.op_seconds > max(SLOW_FACTOR * base.op_seconds,
+                                   base.op_seconds + SLOW_MIN_EXTRA):
+            result.outcome = "slow"
+            result.detail = (f"{result.op_seconds:.2f} s against {base.op_seconds:.2f} s for "
+                             f"the operation alone ({result.op_seconds / base.op_seconds:.1f}x)")
+            out.slow.append(result)
+
+
+def _group_failures(results: list[Result]) -> list[Failure]:
+    """One failure per operation, process mode and outcome; the threading environments and
+    import orders that fail the same way are members of it (the mitigations re-test them)."""
+    groups: dict[tuple, list[Result]] = {}
+    for result in results:
+        if result.failed:
+            s = result.scenario
+            groups.setdefault((s.canary.name, s.mode, result.outcome), []).append(result)
+    # The plainest member first: fewest environment settings, then fewest imports.
+    return [Failure(sorted(members, key=lambda r: (len(r.scenario.env),
+                                                   len(r.scenario.imports))))
+            for members in groups.values()]
+
+
+def _still_fails(result: Result | None, like: Result) -> bool:
+    return result is not None and result.outcome == like.outcome
+
+
+def _minimize(failure: Failure, runner: _Runner) -> None:
+    """Drop imports one at a time while the scenario still fails the same way."""
+    current = failure.results[0]
+    imports = list(current.scenario.imports)
+    for module in list(imports):
+        if module == current.scenario.canary.module or len(imports) <= 1:
+            continue
+        trial = [m for m in imports if m != module]
+        (result,) = runner.run_all([current.scenario.with_imports(tuple(trial))])
+        if _still_fails(result, current):
+            imports, current = trial, result
+    failure.minimal = current
+
+
+def _mitigate(failure: Failure, runner: _Runner) -> None:
+    base = failure.representative.scenario
+    options: list[Mitigation] = []
+    env = base.env_dict
+    if env.get("OMP_NUM_THREADS") != "1":
+        options.append(Mitigation("with OMP_NUM_THREADS=1", base.with_env(OMP_NUM_THREADS="1")))
+    if base.mode in FORKING_MODES:
+        options.append(Mitigation('with start method "spawn"', base.with_mode("mp-spawn")))
+        options.append(Mitigation('with start method "forkserver"',
+                                  base.with_mode("mp-forkserver")))
+    if env.get("MKL_THREADING_LAYER") != "GNU":
+        options.append(Mitigation("with MKL_THREADING_LAYER=GNU",
+                                  base.with_env(MKL_THREADING_LAYER="GNU")))
+    module = base.canary.module
+    others = [m for m in base.imports if m != module]
+    if others and base.imports and base.imports[0] != module:
+        options.append(Mitigation(f"importing {module} before {', '.join(others)}",
+                                  base.with_imports((module, *others))))
+    if len(base.imports) > 1:
+        reverse = tuple(reversed(base.imports))
+        if reverse[0] != module:
+            options.append(Mitigation(f"with import order {', '.join(reverse)}",
+                                      base.with_imports(reverse)))
+    for mitigation, result in zip(options, runner.run_all([m.scenario for m in options]),
+                                  strict=True):
+        mitigation.result = result
+    failure.mitigations = options
