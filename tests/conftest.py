@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# pytest's own fixture for running real pytest sessions (tests/pytest_plugin); pytest only
+# accepts pytest_plugins in the top-level conftest.
+pytest_plugins = ["pytester"]
+
 OMP_SOURCE = r"""
 #include <omp.h>
 /* Runs one parallel region: afterwards libgomp keeps its pool of threads parked. */

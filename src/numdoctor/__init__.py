@@ -23,6 +23,13 @@ _LAZY = {
 }
 
 
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext numdoctor`: the %numdoctor and %%numdoctor_isolate magics (numdoctor.jupyter)."""
+    from numdoctor.jupyter import load_ipython_extension as load
+
+    load(ipython)
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib

@@ -37,11 +37,16 @@ def add_parser(subparsers) -> None:
                              "fresh subprocess on its host before collecting (default: "
                              "describe each worker process as it is now)")
     parser.add_argument("--probe", nargs="?", const="", metavar="SPEC",
-                        help="spread a probe matrix over the workers (needs `numdoctor "
-                             "probe`, not available in this version)")
+                        help="also spread a `numdoctor probe` matrix over the workers. SPEC "
+                             "is one argument holding probe options, e.g. "
+                             "--probe='--import numpy,torch --op torch.mm --fork'; without "
+                             "--import there: every known framework installed on some "
+                             "worker; --jobs there is per worker (default: its Dask threads)")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                        help="seconds the whole collection may take; members that have not "
-                             "answered by then are reported as hung (default: 120)")
+                        help="seconds the whole collection may take, and with --probe how "
+                             "long a worker may take beyond its scenarios' own limits; "
+                             "members that have not answered by then are reported as hung "
+                             "(default: 120)")
     parser.add_argument("--fail-on", choices=FAIL_ON, default="error",
                         help="exit 1 when a finding is at least this severe (default: error)")
     add_output_options(parser)
@@ -57,18 +62,92 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def parse_modules(value: str | None) -> list[str] | None:
+def parse_modules(value: str | None, option: str = "--import") -> list[str] | None:
     from numdoctor.cli import UsageError
 
     if value is None:
         return None
     modules = [m.strip() for m in value.split(",") if m.strip()]
     if not modules:
-        raise UsageError("numdoctor fleet: --import needs at least one module name")
+        raise UsageError(f"numdoctor fleet: {option} needs at least one module name")
     for module in modules:
         if not _MODULE.match(module):
-            raise UsageError(f"numdoctor fleet: --import: {module!r} is not a module name")
+            raise UsageError(f"numdoctor fleet: {option}: {module!r} is not a module name")
     return modules
+
+
+class _SpecParser(argparse.ArgumentParser):
+    """`numdoctor probe`'s own parser, reporting errors as fleet usage errors."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from numdoctor.cli import UsageError
+
+        raise UsageError(f"numdoctor fleet: --probe: {message}")
+
+
+# Options of `numdoctor probe` that belong to `numdoctor fleet` itself (one report, one exit).
+_NOT_IN_SPEC = (("format", "--format"), ("output", "--output"), ("fail_on", "--fail-on"),
+                ("list_ops", "--list-ops"))
+
+
+def parse_probe_spec(spec: str) -> tuple[Any, int | None]:
+    """SPEC (`numdoctor probe` options in one string) -> (ProbeOptions, jobs per worker).
+
+    Parsed by the probe subcommand's own parser, so the options, choices and defaults are
+    the same as `numdoctor probe`'s; no --import means every known framework a worker has.
+    """
+    import shlex
+
+    from numdoctor.cli import UsageError
+    from numdoctor.commands import probe as probe_command
+    from numdoctor.fleet.probing import validate
+    from numdoctor.probe import MODES, ProbeOptions
+
+    def fail(message: str) -> UsageError:
+        return UsageError(f"numdoctor fleet: --probe: {message}")
+
+    try:
+        words = shlex.split(spec)
+    except ValueError as exc:
+        raise fail(f"cannot split {spec!r}: {exc}") from None
+    top = _SpecParser(prog="numdoctor", add_help=False)
+    commands = top.add_subparsers(dest="command", parser_class=_SpecParser)
+    probe_command.add_parser(commands)
+    args = top.parse_args(["probe", *words])
+    defaults = commands.choices["probe"]
+    for dest, flag in _NOT_IN_SPEC:
+        if getattr(args, dest) != defaults.get_default(dest):
+            raise fail(f"{flag} is an option of numdoctor fleet itself, not of the probe")
+    for name in ("timeout", "hang_timeout", "budget"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise fail(f"--{name.replace('_', '-')} must be positive")
+    if args.jobs is not None and args.jobs < 1:
+        raise fail("--jobs must be at least 1")
+    envs: list[dict[str, str]] = [{}, {"OMP_NUM_THREADS": "1"}]
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise fail(f"--env {item!r} is not of the form NAME=VALUE")
+        envs.append({key: value})
+    modes = None
+    if args.modes is not None:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or not modes:
+            raise fail(f"--mode: unknown mode(s) {', '.join(unknown)}; choose from "
+                       f"{', '.join(MODES)}")
+    modules = parse_modules(args.imports, "--probe: --import") if args.imports else []
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+    options = ProbeOptions(modules=modules or [], ops=ops, orders=args.orders, fork=args.fork,
+                           modes=modes, envs=tuple(envs), timeout=args.timeout,
+                           hang_timeout=args.hang_timeout, jobs=args.jobs or 1,
+                           budget=args.budget, minimize=not args.no_minimize)
+    try:
+        validate(options)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return options, args.jobs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.timeout <= 0:
         raise UsageError("numdoctor fleet: --timeout must be positive")
-    if args.probe is not None:
-        raise UsageError("numdoctor fleet: --probe: probe is not available in this version")
     modules = parse_modules(args.imports)
+    probe_options, jobs = parse_probe_spec(args.probe) if args.probe is not None else (None,
+                                                                                       None)
     try:
         import distributed  # noqa: F401
     except ImportError as exc:
@@ -88,10 +167,15 @@ def run(args: argparse.Namespace) -> int:
 
     from numdoctor.commands._common import emit_report
     from numdoctor.fleet.api import check
+    from numdoctor.fleet.probing import probe
 
     try:
         with _client(args) as client:
-            report = check(client, imports=modules, timeout=args.timeout)
+            if probe_options is None:
+                report = check(client, imports=modules, timeout=args.timeout)
+            else:
+                report = probe(client, probe_options, timeout=args.timeout, jobs=jobs,
+                               imports=modules)
     except ClusterUnavailable as exc:
         print(f"numdoctor fleet: {exc}", file=sys.stderr)
         return 2

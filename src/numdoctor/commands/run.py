@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 
@@ -85,16 +86,24 @@ def run(args: argparse.Namespace) -> int:
 
     command = _validate(args)
     options = Options(command=command, hang_timeout=args.hang_timeout,
-                      spin_timeout=args.spin_timeout, timeout=args.timeout)
+                      spin_timeout=args.spin_timeout, timeout=args.timeout,
+                      report_always=bool(args.report))
     try:
         outcome = supervise(options)
     except CommandNotFound as exc:
         print(f"numdoctor run: {exc}", file=sys.stderr)
         return exc.exit_code
+    if outcome.leftovers:
+        print(f"numdoctor: the program exited but left {len(outcome.leftovers)} process(es) "
+              f"running; terminated: {', '.join(map(str, outcome.leftovers))}",
+              file=sys.stderr)
+    if outcome.report is None:  # a success, and no report asked for
+        return outcome.exit_code
     fmt = _format(args)
-    failed = outcome.status != "ok" and (
-        outcome.status != "exit" or any(f.severity.value != "info"
-                                        for f in outcome.report.findings))
+    failed = outcome.status not in ("ok", "exit") or any(
+        f.severity.value != "info" for f in outcome.report.findings)
+    if outcome.status == "signal" and outcome.exit_code == 128 + signal.SIGPIPE:
+        failed = False  # the reader of its output left, as in `cmd | head`: not a failure
     path = args.report
     if path is None and failed:
         path = os.path.join(tempfile.gettempdir(), f"numdoctor-report-{os.getpid()}.md")
@@ -112,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
         from numdoctor.supervise.report import summary
 
         lines = summary(outcome.facts, path)
-        sys.stderr.write("".join(redact_text(line) + "\n" for line in lines))
-        sys.stderr.flush()
+        try:
+            sys.stderr.write("".join(redact_text(line) + "\n" for line in lines))
+            sys.stderr.flush()
+        except OSError:  # nobody reads our stderr any more; the exit status still counts
+            pass
     return outcome.exit_code
 
 

@@ -105,17 +105,20 @@ def _failure_finding(member: MemberFacts, facts: FleetFacts) -> Finding:
 
 
 def group_findings(per_member: dict[str, list[Finding]], facts: FleetFacts) -> list[Finding]:
-    """One finding per distinct finding, its `where` naming every member that has it."""
+    """One finding per distinct finding, its `where` naming every member that has it (after
+    the place within the member it already names, if any: "worker tcp://a; probe: ...")."""
     holders: dict[tuple, list[str]] = defaultdict(list)
     first: dict[tuple, Finding] = {}
     for label, findings in per_member.items():
         for finding in findings:
             key = (finding.code, finding.severity, finding.title, finding.why, finding.fix,
-                   tuple(_DURATION.sub("N s", line) for line in finding.evidence))
+                   finding.where, tuple(_DURATION.sub("N s", line) for line in finding.evidence))
             if label not in holders[key]:
                 holders[key].append(label)
             first.setdefault(key, finding)
-    return [replace(first[key], where=where(labels, facts)) for key, labels in holders.items()]
+    return [replace(first[key], where="; ".join(filter(None, (where(labels, facts),
+                                                               first[key].where))))
+            for key, labels in holders.items()]
 
 
 def where(labels: list[str], facts: FleetFacts) -> str:

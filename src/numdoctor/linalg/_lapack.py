@@ -107,11 +107,14 @@ class Factorization:
         ``first`` are the two solves the iteration always starts with (A⁻¹·e/n and the
         alternating vector), when the caller batched them with its own right-hand sides.
         """
-        if self.norm == "1":
-            est = lacn2(self.solve, self.solve_h, self.n, self.dtype, first)
-        else:
-            # ‖A⁻¹‖∞ = ‖A⁻ᴴ‖₁: the same iteration with the roles of the solves swapped.
-            est = lacn2(self.solve_h, self.solve, self.n, self.dtype, first)
+        # Overflow in the solves means a condition number beyond the dtype's range, which the
+        # infinite estimate already says; no warning should leak.
+        with np.errstate(all="ignore"):
+            if self.norm == "1":
+                est = lacn2(self.solve, self.solve_h, self.n, self.dtype, first)
+            else:
+                # ‖A⁻¹‖∞ = ‖A⁻ᴴ‖₁: the same iteration with the roles of the solves swapped.
+                est = lacn2(self.solve_h, self.solve, self.n, self.dtype, first)
         return _rcond_from(self.anorm, est)
 
     def rcond(self) -> float:
@@ -147,6 +150,11 @@ class Factorization:
             upper = np.triu(inv)
             return upper + np.triu(inv, 1).conj().T
         return self.solve(np.eye(n, dtype=self.dtype))
+
+
+def herm(M: np.ndarray) -> np.ndarray:
+    """Mᴴ as a view: ``.conj()`` of a real array would copy it for nothing."""
+    return M.conj().T if np.iscomplexobj(M) else M.T
 
 
 def _rcond_from(anorm: float, est: float) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 from ._checks import as_matrix, as_stack, nonfinite_entries
 from ._dtypes import eps, result_dtype
 from ._errors import NonFiniteError, ShapeError
-from ._lapack import svd
+from ._lapack import herm, svd
 
 __all__ = ["CONVENTIONS", "LstsqInfo", "PinvInfo", "cutoff", "lstsq", "pinv"]
 
@@ -97,6 +97,22 @@ def cutoff(
     return (10 * mn * e if rtol is None else rtol) * s_max
 
 
+def _overflow_floor(shape: tuple[int, int], dtype: np.dtype) -> float:
+    # Singular values whose reciprocal (summed over up to max(m, n) terms) would overflow
+    # cannot be inverted in this dtype; they are treated as zero like the cut ones.
+    return max(shape) / float(np.finfo(dtype).max)
+
+
+def _check_result(x: np.ndarray, what: str) -> None:
+    if not np.isfinite(x).all():
+        count = int((~np.isfinite(x)).sum())
+        raise NonFiniteError(
+            f"the {what} overflows the {x.dtype} range ({count} non-finite entries); "
+            "rescale A (and b)",
+            operand="x", where=[], count=count,
+        )
+
+
 def _check_finite(a: np.ndarray, name: str) -> None:
     if not np.isfinite(a).all():
         where, count, per = nonfinite_entries(a)
@@ -117,9 +133,11 @@ def _pinv_one(a: np.ndarray, dtype: np.dtype, rtol, atol, convention):
     u, s, vh = svd(a, dtype)
     cut = cutoff(float(s[0]) if s.size else 0.0, (m, n), dtype, rtol=rtol, atol=atol,
                  convention=convention)
-    keep = s > cut
+    keep = s > max(cut, _overflow_floor((m, n), dtype))
     r = int(keep.sum())
-    inv = (vh[:r].conj().T / s[:r]) @ u[:, :r].conj().T
+    with np.errstate(over="ignore", invalid="ignore"):
+        inv = (herm(vh[:r]) / s[:r]) @ herm(u[:, :r])
+    _check_result(inv, "pseudo-inverse")
     return inv.astype(dtype, copy=False), r, cut, s
 
 
@@ -209,14 +227,17 @@ def lstsq(
     else:
         u, s, vh = svd(a, dtype)
         cut = cutoff(float(s[0]), a.shape, dtype, rtol=rtol, atol=atol, convention=convention)
-        r = int((s > cut).sum())
-        coef = (u[:, :r].conj().T @ B) / s[:r, None]
-        x = vh[:r].conj().T @ coef
+        r = int((s > max(cut, _overflow_floor(a.shape, dtype))).sum())
+        with np.errstate(over="ignore", invalid="ignore"):
+            coef = (herm(u[:, :r]) @ B) / s[:r, None]
+            x = herm(vh[:r]) @ coef
+        _check_result(x, "least-squares solution")
     x = x.astype(dtype, copy=False)
     out = x[:, 0] if vec else x
     if not return_info:
         return out
-    res = np.linalg.norm(B - a.astype(dtype, copy=False) @ x, axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = np.linalg.norm(B - a.astype(dtype, copy=False) @ x, axis=0)
     info = LstsqInfo(
         rank=r,
         cutoff=float(cut),

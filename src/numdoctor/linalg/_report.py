@@ -59,6 +59,11 @@ def _describe_one(code: int, rcond: float, pivot: int, dtype: np.dtype) -> str:
     if code == Status.ILL_CONDITIONED:
         return "ill-conditioned: " + describe_ill(rcond, dtype)
     if code == Status.SINGULAR:
+        if pivot < 0:
+            return (
+                "singular: its LU factorization has an exactly zero pivot "
+                f"(all {_avail_text(dtype)} {dtype_name(dtype)} digits lost)"
+            )
         if pivot > 0:
             return (
                 f"singular: pivot {pivot} of the factorization is exactly zero "
@@ -71,7 +76,7 @@ def _describe_one(code: int, rcond: float, pivot: int, dtype: np.dtype) -> str:
     if code == Status.NOT_POSITIVE_DEFINITE:
         return f"not positive definite: the Cholesky pivot {pivot} is not positive"
     if code == Status.NONFINITE:
-        return "contains NaN or Inf"
+        return "has NaN or Inf (in A, b or the overflowing answer)"
     return "ok"
 
 
@@ -128,11 +133,17 @@ def build_error(
     if worst == Status.NONFINITE:
         operand, where, count = nonfinite if nonfinite is not None else ("A", [], 0)
         shown = ", ".join(str(tuple(int(i) for i in w)) for w in list(where)[:5])
-        msg = (
-            f"{head}; {operand} has {count} non-finite entr{'y' if count == 1 else 'ies'}"
-            + (f", first at {shown}" if shown else "")
-            + "; clean or mask the data before solving"
-        )
+        if operand == "x":
+            msg = (
+                f"{head}; the answer overflows the {dtype_name(dtype)} range ({count} "
+                "non-finite entries) although the matrix passed the guard: rescale A or b"
+            )
+        else:
+            msg = (
+                f"{head}; {operand} has {count} non-finite entr{'y' if count == 1 else 'ies'}"
+                + (f", first at {shown}" if shown else "")
+                + "; clean or mask the data before solving"
+            )
         return NonFiniteError(
             msg, operand=operand, where=where, count=count, indices=indices,
             status=status if batched else None,

@@ -28,6 +28,10 @@ FLAT_TOL = 0.10
 COMPETING_DECADES = 1.0
 #: L-curve corners: local curvature maxima at least this fraction of the largest.
 CORNER_FRACTION = 0.5
+#: GCV-type minima are only searched where at least this many residual degrees of freedom
+#: (m - dof) remain: below, G(λ) is a ratio of a χ² with one or two degrees of freedom and
+#: its minimum is a coin flip (e.g. heat, n = 32: a minimum at λ = 6e-14 with 1.2 left).
+MIN_RESIDUAL_DOF = 3.0
 
 
 @dataclasses.dataclass
@@ -130,14 +134,21 @@ class RuleResult:
     lam: float
     index: int  # grid index of the discrete optimum
     at_edge: bool
+    few_dof: bool = False  # the unrestricted minimum had < MIN_RESIDUAL_DOF left
 
 
 def minimize_rule(spec: Spectrum, curves: dict[str, np.ndarray], name: str) -> RuleResult:
     vals = curves[name]
     lam = curves["lam"]
+    few_dof = False
+    if name in ("gcv", "rgcv"):
+        enough = (spec.m - curves["dof"]) >= MIN_RESIDUAL_DOF
+        if enough.any() and not enough[int(np.argmin(vals))]:
+            few_dof = True
+            vals = np.where(enough, vals, np.inf)
     i = int(np.argmin(vals))
-    at_edge = i in (0, len(lam) - 1)
-    return RuleResult(_refine(lambda t: spec.scalar(name, t), lam, i), i, at_edge)
+    at_edge = i in (0, len(lam) - 1) or (few_dof and i > 0 and not np.isfinite(vals[i - 1]))
+    return RuleResult(_refine(lambda t: spec.scalar(name, t), lam, i), i, at_edge, few_dof)
 
 
 def gcv_shape(curves: dict[str, np.ndarray]) -> tuple[float, int]:
@@ -173,21 +184,28 @@ def lcurve_corner(spec: Spectrum, curves: dict[str, np.ndarray]) -> tuple[RuleRe
     return RuleResult(lam_c, i, i in (0, len(lam) - 1)), corners
 
 
-def discrepancy(spec: Spectrum, target: float, lam: np.ndarray) -> tuple[float | None, str]:
-    """λ with ρ(λ) = target, or ``(None, reason)`` when no λ in the usable range gives it."""
+def discrepancy(
+    spec: Spectrum, target: float, lam: np.ndarray, unit: float = 1.0
+) -> tuple[float | None, str]:
+    """λ with ρ(λ) = target, or ``(None, reason)`` when no λ in the usable range gives it.
+
+    ``unit`` converts norms back to the caller's units for the message.
+    """
     t2 = target**2
     lo, hi = float(lam[0]), float(lam[-1])
     r_lo = spec.rho2(lo)
     if t2 <= r_lo:
         floor = np.sqrt(r_lo)
         why = (
-            f"τ·noise_norm = {target:.3g} is below the smallest attainable residual "
-            f"{floor:.3g} (the part of b outside range(A) is {np.sqrt(spec.delta0_sq):.3g})"
+            f"τ·noise_norm = {target * unit:.3g} is below the smallest attainable residual "
+            f"{floor * unit:.3g} (the part of b outside range(A) is "
+            f"{np.sqrt(spec.delta0_sq) * unit:.3g})"
         )
         return None, why
     if t2 >= spec.b_norm_sq:
         return None, (
-            f"τ·noise_norm = {target:.3g} ≥ ‖b‖ = {np.sqrt(spec.b_norm_sq):.3g}: the data are "
+            f"τ·noise_norm = {target * unit:.3g} ≥ ‖b‖ = {np.sqrt(spec.b_norm_sq) * unit:.3g}: "
+            "the data are "
             "indistinguishable from noise (λ → ∞, x → 0)"
         )
     while spec.rho2(hi) < t2:

@@ -10,7 +10,7 @@ import numpy as np
 from ._checks import as_stack, nonfinite_entries, rhs
 from ._dtypes import digits_available, digits_lost, result_dtype
 from ._info import SolveInfo
-from ._lapack import ASSUME, factorize, svd
+from ._lapack import ASSUME, factorize, herm, svd
 from ._pinv import lstsq as _lstsq
 from ._pinv import pinv as _pinv
 from ._policy import Policy, resolve
@@ -214,6 +214,51 @@ def solve(
     return _solve_numpy(A, b, _assume(assume_a), pol, return_info)
 
 
+#: Batches of at least SMALL_BATCH matrices of order ≤ SMALL_N skip the per-matrix Python
+#: loop (≈ 20 µs a matrix): NumPy's batched LAPACK gufuncs give the determinant sign (exact
+#: singularity), the inverse (hence the *exact* κ₁ = ‖A‖₁‖A⁻¹‖₁, which at these sizes costs
+#: less than the loop) and the solution.
+SMALL_N = 16
+SMALL_BATCH = 32
+
+
+def _small_batch(A_b, B_b, X, bk: _Batch, dtype, threshold, b_bad, b_where) -> None:
+    n = A_b.shape[-1]
+    A = A_b.astype(dtype, copy=False)
+    finA = np.isfinite(A).all(axis=(-2, -1))
+    for ix in marked(~finA):
+        where, count, _ = nonfinite_entries(A[ix])
+        bk.mark_nonfinite(ix, "A", [tuple(ix) + w for w in where], count)
+    good = finA.copy()
+    if b_bad is not None:
+        for ix in marked(b_bad & finA):
+            bk.mark_nonfinite(ix, "b", b_where[0], b_where[1])
+        good &= ~b_bad
+    eye = np.eye(n, dtype=dtype)
+    with np.errstate(all="ignore"):
+        Ac = np.where(good[..., None, None], A, eye)
+        sign, _ = np.linalg.slogdet(Ac)
+        singular = good & (sign == 0)
+        As = np.where(singular[..., None, None], eye, Ac)
+        inv = np.linalg.inv(As)
+        anorm = np.abs(As).sum(axis=-2).max(axis=-1)
+        inorm = np.abs(inv).sum(axis=-2).max(axis=-1)
+        prod = anorm * inorm
+        rc = np.where(np.isfinite(prod) & (prod > 0), 1.0 / np.where(prod > 0, prod, 1.0), 0.0)
+        X[...] = np.linalg.solve(As, B_b.astype(dtype, copy=False))
+    status = np.where(rc < threshold, Status.ILL_CONDITIONED, Status.OK)
+    status = np.where(rc <= 0, Status.SINGULAR, status)
+    status = np.where(singular, Status.SINGULAR, status)
+    overflow = (status == Status.OK) & ~np.isfinite(X).all(axis=(-2, -1))
+    bk.status[good] = status[good]
+    bk.rcond[good] = np.where(singular, 0.0, rc)[good]
+    bk.pivots[singular] = -1
+    X[~good | singular] = np.nan
+    for ix in marked(overflow & good):
+        bk.mark_nonfinite(ix, "x", [], int((~np.isfinite(X[ix])).sum()))
+        bk.rcond[ix] = rc[ix]
+
+
 def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
     a = as_stack(A)
     bb, vector, batch = rhs(a.shape, b)
@@ -227,13 +272,16 @@ def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
     X = np.empty((*batch, n, k), dtype=dtype)
     bk = _Batch.empty(batch, _METHOD[kind])
 
-    b_bad = None
+    b_bad = b_where = None
     if not np.isfinite(B).all():
         where, count, per = nonfinite_entries(B)
         b_bad = np.broadcast_to(per if not vector else np.asarray(True), batch)
         b_where = (where, count)
 
-    for ix in np.ndindex(*batch):
+    small = kind == "gen" and 0 < n <= SMALL_N and int(np.prod(batch)) >= SMALL_BATCH
+    if small:
+        _small_batch(A_b, B_b, X, bk, dtype, threshold, b_bad, b_where)
+    for ix in () if small else np.ndindex(*batch):
         ai = A_b[ix]
         if n == 0:
             continue
@@ -257,6 +305,9 @@ def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
         X[ix] = x
         bk.rcond[ix] = rc
         bk.status[ix] = _classify(rc, threshold)
+        if bk.status[ix] == Status.OK and not np.isfinite(x).all():
+            bk.mark_nonfinite(ix, "x", [], int((~np.isfinite(x)).sum()))
+            bk.rcond[ix] = rc
 
     replace = _apply_policy(bk, pol, dtype, threshold)
     for ix in marked(replace):
@@ -335,6 +386,9 @@ def _inv_numpy(A: Any, kind: str, pol: Policy, return_info: bool):
         bk.rcond[ix] = rc
         bk.status[ix] = _classify(rc, threshold)
         X[ix] = f.inverse()
+        if bk.status[ix] == Status.OK and not np.isfinite(X[ix]).all():
+            bk.mark_nonfinite(ix, "x", [], int((~np.isfinite(X[ix])).sum()))
+            bk.rcond[ix] = rc
     replace = _apply_policy(bk, pol, dtype, threshold)
     for ix in marked(replace):
         ai = a[ix].astype(dtype, copy=False)
@@ -343,7 +397,7 @@ def _inv_numpy(A: Any, kind: str, pol: Policy, return_info: bool):
         else:
             u, s, vh = svd(ai, dtype)
             lam = float(s[0]) * threshold / 2.0
-            X[ix] = (vh.conj().T * (s / (s**2 + lam**2))) @ u.conj().T
+            X[ix] = (herm(vh) * (s / (s**2 + lam**2))) @ herm(u)
             bk.lam[ix] = lam
         bk.method[ix] = pol.on_ill
     if not return_info:

@@ -17,7 +17,7 @@ from . import _rules as R
 from ._checks import as_matrix
 from ._dtypes import eps, result_dtype
 from ._errors import NonFiniteError, ParameterChoiceError, RegularizationWarning, ShapeError
-from ._lapack import svd
+from ._lapack import herm, svd
 
 __all__ = ["RULES", "TikhonovDiagnostics", "TikhonovResult", "tikhonov"]
 
@@ -25,6 +25,9 @@ RULES = ("auto", "gcv", "rgcv", "lcurve", "quasi", "discrepancy")
 
 #: Rules whose λ spread more than this many decades are reported as disagreeing.
 DISAGREE_DECADES = 2.0
+#: The L-curve only votes with robust GCV when their λ are within this many decades; beyond,
+#: the L-curve (like quasi-optimality) is in its known undersmoothing mode (heat, phillips).
+MEDIAN_MAX_DECADES = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +178,16 @@ def tikhonov(
            the edge of the searched range and competing minima a decade or more away.
            If GCV is sound, robust GCV is used (plain GCV still undersmooths; RGCV differs
            from it only by a penalty on small λ).
-        3. If GCV is unsound and the L-curve has exactly one corner, the geometric median
-           of the L-curve, robust-GCV and quasi-optimality λ is used (quasi-optimality is
-           left out if its minimum is at the range edge): each rule fails on different
-           problems, and the median outvotes the one that does.
+        3. If GCV is unsound and the L-curve has exactly one corner within two decades of
+           the robust-GCV λ, the geometric median of the L-curve, robust-GCV and
+           quasi-optimality λ is used (quasi-optimality is left out if its minimum is at the
+           range edge): each rule fails on different problems, and the median outvotes the
+           one that does. A corner further away is the L-curve's known undersmoothing
+           mode, and robust GCV is kept.
         4. Otherwise robust GCV, with ``diagnostics.reliable = False``.
+
+    GCV-type minima are searched only where at least 3 residual degrees of freedom
+    (m − Σfᵢ) remain; a deeper minimum below that is reported and ignored.
 
     One thin SVD, then O(n) per λ on a 200-point log grid from max(σ_min, 16·eps·σ₁) to σ₁
     and a bounded 1-D refinement between grid neighbours. ``A`` is one ``(m, n)`` matrix and
@@ -202,54 +210,76 @@ def tikhonov(
     a, bb, dtype = _validate(A, b)
     m, n = a.shape
     bb = bb.astype(dtype, copy=False)
-    b_norm_sq = float(np.vdot(bb, bb).real)
-
-    if a.size == 0 or b_norm_sq == 0.0:
-        return _trivial(m, n, dtype, requested, math.sqrt(b_norm_sq))
+    bmax = float(np.abs(bb).max()) if bb.size else 0.0
+    if a.size == 0 or bmax == 0.0:
+        return _trivial(m, n, dtype, requested, 0.0)
+    # Overflow-safe ‖b‖ (squares of 1e200 would overflow).
+    bnorm = bmax * float(np.linalg.norm(bb / bmax))
     u, s, vh = svd(a, dtype)
     if not s[0] > 0:
-        return _trivial(m, n, dtype, requested, math.sqrt(b_norm_sq))
-    beta_all = u.conj().T @ bb
-    r = int(np.sum(s > 0))
-    beta = beta_all[:r]
-    fit = float(np.vdot(beta, beta).real)
+        return _trivial(m, n, dtype, requested, bnorm)
+    # Work in units where σ₁ = 1 and ‖b‖ = 1, so no square under- or overflows whatever the
+    # scaling of A and b; x, λ and the norms are scaled back at the end.
+    s1 = float(s[0])
+    s_n = s.astype(np.float64) / s1
+    beta_all = herm(u) @ bb
+    beta_n = beta_all / bnorm
+    # Singular values this far below σ₁ are filtered out by any λ on the grid (≥ 16·eps·σ₁);
+    # keeping them would only produce 0·∞ in the curves.
+    r = int(np.sum(s_n > 1e-150))
+    fit = float(np.vdot(beta_n[:r], beta_n[:r]).real)
     spec = R.Spectrum(
-        s=s[:r].astype(np.float64),
-        beta=beta,
-        delta0_sq=max(b_norm_sq - fit, 0.0),
+        s=s_n[:r],
+        beta=beta_n[:r],
+        delta0_sq=max(1.0 - fit, 0.0),
         m=m,
-        b_norm_sq=b_norm_sq,
+        b_norm_sq=1.0,
         eps=eps(dtype),
     )
     grid = spec.grid()
     curves = spec.curves(grid)
 
     if isinstance(lam, str):
-        lam_val, method, diag = _choose(spec, curves, lam, noise_norm, tau, n)
+        nn = None if noise_norm is None else float(noise_norm) / bnorm
+        lam_n, method, diag = _choose(spec, curves, lam, nn, tau, n, s1, bnorm)
     else:
-        lam_val, method, diag = float(lam), "fixed", None
+        lam_n, method, diag = float(lam) / s1, "fixed", None
 
-    f = s[:r] ** 2 / (s[:r] ** 2 + lam_val**2)
-    coef = f * beta / s[:r]
-    x = (vh[:r].conj().T @ coef).astype(dtype, copy=False)
-    rho2 = float(((1 - f) ** 2 * np.abs(beta) ** 2).sum() + spec.delta0_sq)
+    f = s_n[:r] ** 2 / (s_n[:r] ** 2 + lam_n**2)
+    coef = f * beta_n[:r] / s_n[:r]
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = ((herm(vh[:r]) @ coef) * (bnorm / s1)).astype(dtype, copy=False)
+    if not np.isfinite(x).all():
+        raise NonFiniteError(
+            f"the regularized solution overflows the {x.dtype} range (‖b‖/σ₁ = "
+            f"{bnorm / s1:.3g}); rescale A or b",
+            operand="x", where=[], count=int((~np.isfinite(x)).sum()),
+        )
+    rho2 = float(((1 - f) ** 2 * np.abs(beta_n[:r]) ** 2).sum() + spec.delta0_sq)
+    # Curves of extreme data may leave the float range when scaled back (inf on a plot axis).
+    with np.errstate(over="ignore"):
+        sol_scale = bnorm / s1
+        curves_out = {
+            "residual_norms": np.sqrt(curves["rho2"]) * bnorm,
+            "solution_norms": np.sqrt(curves["eta2"]) * sol_scale,
+            "gcv_values": curves["gcv"] * bnorm**2,
+        }
+        solution_norm = float(np.linalg.norm(coef)) * sol_scale
     return TikhonovResult(
         x=x,
-        lam=lam_val,
+        lam=lam_n * s1,
         method=method,
         requested=requested,
-        residual_norm=math.sqrt(max(rho2, 0.0)),
-        solution_norm=float(np.linalg.norm(coef)),
+        residual_norm=math.sqrt(max(rho2, 0.0)) * bnorm,
+        solution_norm=solution_norm,
         dof=float(f.sum()),
         diagnostics=diag,
         singular_values=s.astype(np.float64),
         beta=beta_all,
-        lam_grid=grid,
-        residual_norms=np.sqrt(curves["rho2"]),
-        solution_norms=np.sqrt(curves["eta2"]),
-        gcv_values=curves["gcv"],
+        lam_grid=grid * s1,
+        **curves_out,
         curvature=curves["curvature"],
-        incompatible_norm=math.sqrt(spec.delta0_sq),
+        incompatible_norm=math.sqrt(spec.delta0_sq) * bnorm,
         shape=(m, n),
     )
 
@@ -264,7 +294,8 @@ def _trivial(m: int, n: int, dtype: np.dtype, requested: str, bnorm: float) -> T
     )
 
 
-def _choose(spec, curves, rule, noise_norm, tau, n):
+def _choose(spec, curves, rule, noise_norm, tau, n, s1=1.0, bnorm=1.0):
+    """Pick λ in normalized units (σ₁ = ‖b‖ = 1); diagnostics are reported in user units."""
     reasons: list[str] = []
     cand: dict[str, float] = {}
     flat_dec, competing = R.gcv_shape(curves)
@@ -274,13 +305,13 @@ def _choose(spec, curves, rule, noise_norm, tau, n):
     lc, corners = R.lcurve_corner(spec, curves)
     cand.update(gcv=g.lam, rgcv=rg.lam, lcurve=lc.lam, quasi=q.lam)
     gcv_flat = flat_dec > R.FLAT_DECADES
-    gcv_ok = not (gcv_flat or g.at_edge or competing)
+    gcv_ok = not (gcv_flat or g.at_edge or competing or g.few_dof)
     lc_ok = corners == 1 and not lc.at_edge
 
     dp_attainable = None
     dp_lam = None
     if noise_norm is not None:
-        dp_lam, why = R.discrepancy(spec, tau * float(noise_norm), curves["lam"])
+        dp_lam, why = R.discrepancy(spec, tau * float(noise_norm), curves["lam"], bnorm)
         dp_attainable = dp_lam is not None
         if dp_lam is not None:
             cand["discrepancy"] = dp_lam
@@ -300,6 +331,9 @@ def _choose(spec, curves, rule, noise_norm, tau, n):
         gcv_why.append("minimum at the edge of the λ range")
     if competing:
         gcv_why.append(f"{competing} competing minim{'um' if competing == 1 else 'a'}")
+    if g.few_dof:
+        gcv_why.append(f"a deeper minimum with fewer than {R.MIN_RESIDUAL_DOF:g} residual degrees "
+                       "of freedom (ignored)")
     lc_why = []
     if corners != 1:
         lc_why.append(f"{corners} corners" if corners else "no corner (never convex)")
@@ -315,6 +349,11 @@ def _choose(spec, curves, rule, noise_norm, tau, n):
             lam, method = rg.lam, "rgcv"
             reasons.append("GCV minimum is well defined; robust GCV used to guard against "
                            "GCV's undersmoothing")
+        elif lc_ok and abs(np.log10(lc.lam / rg.lam)) > MEDIAN_MAX_DECADES:
+            lam, method = rg.lam, "rgcv"
+            reasons.append("GCV unreliable (" + ", ".join(gcv_why) + "); the L-curve corner is "
+                           f"{abs(np.log10(lc.lam / rg.lam)):.1f} decades from robust GCV, too "
+                           "far to vote: robust GCV used (undersmoothing is the costlier error)")
         elif lc_ok:
             votes = [lc.lam, rg.lam] + ([] if q.at_edge else [q.lam])
             lam = _geometric_median(votes)
@@ -359,8 +398,8 @@ def _choose(spec, curves, rule, noise_norm, tau, n):
         lcurve_corners=corners,
         lcurve_at_edge=lc.at_edge,
         discrepancy_attainable=dp_attainable,
-        noise_estimate=R.noise_estimate(spec, n),
-        candidates=cand,
+        noise_estimate=R.noise_estimate(spec, n) * bnorm,
+        candidates={k: v * s1 for k, v in cand.items()},
         spread_decades=spread,
         rules_disagree=disagree,
         reliable=reliable,

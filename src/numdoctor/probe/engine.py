@@ -243,3 +243,52 @@ def _mitigate(failure: Failure, runner: _Runner) -> None:
                                   strict=True):
         mitigation.result = result
     failure.mitigations = options
+
+
+# -- the same steps one at a time, for running a probe's parts elsewhere ---------------------
+# numdoctor.fleet spreads a probe over Dask workers with these: each worker runs its share with
+# `run_many`, the client judges each worker's results with `assess`, and each failure is sent
+# back to the worker it failed on for `minimize_and_mitigate`. `probe()` is these steps in one
+# process.
+
+def plan_scenarios(options: ProbeOptions,
+                   present: list[str]) -> tuple[list[Canary], list[Scenario]]:
+    """The operations and the scenario matrix for `options` over the installed `present`
+    modules (raises ValueError for an unknown operation)."""
+    canaries = select_canaries(present, options.ops)
+    return canaries, _plan(options, present, canaries)
+
+
+def run_many(scenarios: list[Scenario], *, timeout: float, hang_timeout: float, jobs: int = 1,
+             budget: float | None = None,
+             progress: Progress | None = None) -> list[Result | None]:
+    """Each scenario in its own supervised subprocess, `jobs` at a time, in order; None for
+    those not started because `budget` seconds had passed."""
+    runner = _Runner(ProbeOptions(modules=[], timeout=timeout, hang_timeout=hang_timeout,
+                                  jobs=jobs, budget=budget), progress)
+    try:
+        return runner.run_all(scenarios)
+    finally:
+        runner.close()
+
+
+def assess(out: ProbeResult) -> None:
+    """Mark the results slower than their baselines as slow and group the failures, as
+    `probe()` does once every scenario has run (fills `out.slow` and `out.failures`)."""
+    _mark_slow(out)
+    out.failures = _group_failures(out.results)
+
+
+def minimize_and_mitigate(failure: Failure, *, timeout: float, hang_timeout: float,
+                          jobs: int = 1, budget: float | None = None) -> Failure:
+    """Find the failure's smallest failing import list, then re-run it with each mitigation
+    (sets `failure.minimal` and `failure.mitigations`; mitigations not started within
+    `budget` seconds keep no result)."""
+    runner = _Runner(ProbeOptions(modules=[], timeout=timeout, hang_timeout=hang_timeout,
+                                  jobs=jobs, budget=budget), None)
+    try:
+        _minimize(failure, runner)
+        _mitigate(failure, runner)
+    finally:
+        runner.close()
+    return failure

@@ -67,7 +67,7 @@ class Guard:
         # self._guarded_fork` would never be true.
         self._fork_wrapper = self._guarded_fork
         self._reloads: ReloadWatcher | None = None
-        self._last_arm = 0.0
+        self._next_arm = float("inf")  # no watchdog until hang_timeout is set
         self._lock = threading.Lock()
         self.closed = False
 
@@ -84,7 +84,7 @@ class Guard:
             faulthandler.enable(file=self._file, all_threads=True)
             self._armed_faulthandler = True
         self.hang_timeout = hang_timeout
-        self._arm_watchdog(force=True)
+        self._arm_watchdog()
         self.on_fork = on_fork
         if on_fork == "ignore":
             self._restore_fork()
@@ -99,22 +99,22 @@ class Guard:
             self._reloads = None
 
     # -- hang watchdog ------------------------------------------------------------------------
-    def _arm_watchdog(self, force: bool = False) -> None:
+    def _arm_watchdog(self) -> None:
         if self.closed or self.hang_timeout is None:
+            self._next_arm = float("inf")
             faulthandler.cancel_dump_traceback_later()
             return
-        now = time.monotonic()
-        # Re-arming restarts faulthandler's C thread; a tenth of the timeout of slack keeps a
-        # tight loop that beats every iteration from paying that each time.
-        if not force and now - self._last_arm < self.hang_timeout / 10:
-            return
         with self._lock:
-            self._last_arm = now
+            # Re-arming restarts faulthandler's C thread; a tenth of the timeout of slack
+            # keeps a loop that beats every iteration from paying that each time.
+            self._next_arm = time.monotonic() + self.hang_timeout / 10
             faulthandler.dump_traceback_later(self.hang_timeout, repeat=True, file=self._file)
 
     def heartbeat(self) -> None:
         """Progress was made: push the watchdog's deadline back."""
-        self._arm_watchdog()
+        # The hot path of a training loop: one clock read and one comparison.
+        if time.monotonic() >= self._next_arm:
+            self._arm_watchdog()
 
     # -- fork ---------------------------------------------------------------------------------
     def _guarded_fork(self) -> int:

@@ -18,9 +18,10 @@ describe(
     Severity.ERROR,
     """
     For `--hang-timeout` seconds the program wrote no output, called no
-    `numdoctor.heartbeat()`, and the CPU time of its whole process tree stayed near zero
-    (below 5 % of one CPU). Every thread is waiting: for a lock, a condition, a child
-    process, a pipe or socket, or a thread-pool barrier that will never be released.
+    `numdoctor.heartbeat()`, and its process tree did no work: no process used more than
+    10 % of a CPU on average, and all together less than 30 %. Every thread is waiting: for a
+    lock, a condition, a child process, a pipe or socket, or a thread-pool barrier that will
+    never be released.
 
     The evidence names every process of the tree with its CPU use and where its threads wait
     (innermost Python frame, and the native library when the native stack was read); the

@@ -29,15 +29,20 @@ def main() -> int:
 
     options = Options(command=config["command"], hang_timeout=config.get("hang_timeout"),
                       spin_timeout=config.get("spin_timeout"), timeout=config.get("timeout"),
-                      first_stop_kills=True)
+                      first_stop_kills=True, report_always=False)
     try:
         outcome = supervise(options)
     except CommandNotFound as exc:
         print(f"numdoctor.isolate: {exc}", file=sys.stderr)
         return exc.exit_code
+    if outcome.report is not None:
+        data = outcome.report.to_dict()
+    else:  # a success: the caller only needs the status (the result is in its own file)
+        data = {"kind": "run", "findings": [], "outcome": {"status": outcome.status,
+                                                             "exit_code": outcome.exit_code}}
     tmp = config["report"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(outcome.report.to_dict(), fh)
+        json.dump(data, fh)
     os.replace(tmp, config["report"])
     return outcome.exit_code
 

@@ -1,4 +1,4 @@
-"""From a wait status to a shell-style exit code and a signal name; from frames to a culprit.
+"""From frames to a culprit: which library (and pip package) a crash or a wait is in.
 
 A crash is blamed on the first native frame, innermost first, that is not plumbing every
 crash passes through (the C library, the C++ runtime, the dynamic loader, libffi, the Python
@@ -10,72 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
 from numdoctor.snapshot.ownership import owning_distribution
 from numdoctor.supervise.stacks import Frame
+from numdoctor.supervise.waitstatus import SIGNAL_WORDS, Exit, from_wait_status, signal_name
 
-# What the signals that end programs mean, in the words a shell prints.
-SIGNAL_WORDS = {
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGABRT: "aborted",
-    signal.SIGBUS: "bus error",
-    signal.SIGFPE: "floating-point exception",
-    signal.SIGILL: "illegal instruction",
-    signal.SIGKILL: "killed",
-    signal.SIGTERM: "terminated",
-    signal.SIGINT: "interrupted",
-    signal.SIGHUP: "hangup",
-    signal.SIGQUIT: "quit",
-    signal.SIGPIPE: "broken pipe",
-    signal.SIGTRAP: "trace/breakpoint trap",
-    signal.SIGSYS: "bad system call",
-    signal.SIGXCPU: "CPU time limit exceeded",
-    signal.SIGXFSZ: "file size limit exceeded",
-    signal.SIGALRM: "alarm clock",
-    signal.SIGUSR1: "user signal 1",
-    signal.SIGUSR2: "user signal 2",
-}
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
-            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
-        return f"signal {number}"
-
-
-@dataclass(frozen=True)
-class Exit:
-    code: int  # what numdoctor exits with: the program's code, or 128+N for signal N
-    signal: int | None = None
-    core_dumped: bool = False
-
-    @property
-    def signal_name(self) -> str:
-        return signal_name(self.signal) if self.signal else ""
-
-    def describe(self) -> str:
-        if self.signal is None:
-            return f"exited with status {self.code}"
-        words = SIGNAL_WORDS.get(self.signal, "")
-        text = f"killed by {self.signal_name}" + (f" ({words})" if words else "")
-        return text + (", core dumped" if self.core_dumped else "")
-
-
-def from_wait_status(status: int) -> Exit:
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        return Exit(128 + number, number, os.WCOREDUMP(status))
-    if os.WIFEXITED(status):
-        return Exit(os.WEXITSTATUS(status))
-    return Exit(1)
-
+__all__ = ["SIGNAL_WORDS", "Culprit", "Exit", "annotate", "culprit", "from_wait_status",
+           "is_plumbing", "module_of", "package_of", "signal_name"]
 
 # -- who ships a file ------------------------------------------------------------------------
 

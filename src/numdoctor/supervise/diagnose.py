@@ -19,7 +19,7 @@ from numdoctor.supervise import isa
 from numdoctor.supervise.classify import Exit, culprit, is_plumbing, package_of
 from numdoctor.supervise.gpu import GpuReading
 from numdoctor.supervise.kmsg import KernelEvent
-from numdoctor.supervise.monitor import IDLE_CPU, SPIN_CPU, Series
+from numdoctor.supervise.monitor import IDLE_CPU, IDLE_TREE_CPU, SPIN_CPU, Series
 from numdoctor.supervise.stacks import Frame, ProcessStacks, ThreadStack
 
 _SIGNAL_CODES = {
@@ -210,7 +210,7 @@ def hang_findings(kind: str, *, window: float, silent_for: float, elapsed: float
         return [get("HANG001").finding(
             [f"no output and no heartbeat for {silent_for:.1f} s; the whole tree used "
              f"{(tree_cpu or 0):.1%} of one CPU over the last {window:g} s", *lines],
-            title=f"No progress for {silent_for:.0f} s and no CPU use: the program is "
+            title=f"No progress for {silent_for:.1f} s and no CPU use: the program is "
                   "deadlocked or waiting", where=where,
             why="Every thread of every process is blocked; nothing will change by waiting.",
         )]
@@ -220,8 +220,10 @@ def hang_findings(kind: str, *, window: float, silent_for: float, elapsed: float
         found = []
         for view in spinners:
             process = stacks.get(view.pid)
-            busy = [t for t in (process.threads if process else []) if t.state == "running"]
-            busy = busy or ([main_thread(view.pid, process)] if process else [])
+            threads = process.threads if process else []
+            busy = ([t for t in threads if t.state == "running"]
+                    or [t for t in threads if t.owns_gil]
+                    or ([main_thread(view.pid, process)] if process else []))
             evidence = [f"{view.label()} used {view.cpu:.0%} of a CPU for the last "
                         f"{window:g} s without output or heartbeat"]
             evidence += [f"busy thread {t.native_id or t.id}: {chain(t.frames)}"
@@ -229,12 +231,14 @@ def hang_findings(kind: str, *, window: float, silent_for: float, elapsed: float
             found.append(get("HANG002").finding(
                 evidence, where=f"pid {view.pid}",
                 title=f"pid {view.pid} spins at {view.cpu:.0%} CPU without progress for "
-                      f"{silent_for:.0f} s",
+                      f"{silent_for:.1f} s",
                 why="A thread is running without producing output: a busy loop, a livelock, "
                     "or a computation far longer than expected.",
             ))
         return found
-    state = ("idle" if tree_cpu is not None and tree_cpu < IDLE_CPU else "busy")
+    busiest = max((v.cpu or 0.0 for v in views), default=0.0)
+    idle = tree_cpu is not None and tree_cpu < IDLE_TREE_CPU and busiest < IDLE_CPU
+    state = "idle" if idle else "busy"
     return [get("HANG003").finding(
         [f"--timeout {timeout:g} s reached after {elapsed:.1f} s",
          f"last output or heartbeat {silent_for:.1f} s before; the tree used "
@@ -320,6 +324,12 @@ def crash_finding(death: Death, *, interpreters: tuple[str, ...], flags: set[str
         evidence.append(f"faulthandler: Fatal Python error: {death.fatal}")
     if thread is not None and frames:
         evidence.append(f"faulting thread {thread.id} (innermost first): {chain(frames)}")
+    kernel_library = _kernel_library(death)
+    if blamed is None and kernel_library:
+        # No stack (a native program): the kernel's record names the faulting library.
+        owner = package_of(kernel_library) or "not from a pip package"
+        evidence.append(f"culprit: {os.path.basename(kernel_library)} [{owner}] (the library "
+                        "that held the faulting instruction, from the kernel log)")
     if blamed is not None:
         evidence.append(f"culprit: {blamed.describe()}")
     evidence += _kernel_lines(death, flags)
@@ -328,7 +338,7 @@ def crash_finding(death: Death, *, interpreters: tuple[str, ...], flags: set[str
                         f"{', '.join(isa.missing_above(flags)[:10]) or 'none of those checked'}")
     for finding in related:
         evidence.append(f"printed before the crash: {finding.title} (see {finding.code})")
-    if not frames:
+    if not frames and number in _SIGNAL_CODES and number != signal.SIGKILL:
         evidence.append("no traceback: the process was not a Python process armed by "
                         "numdoctor, or it died before faulthandler could write")
     rule_ = get(code)
@@ -338,10 +348,23 @@ def crash_finding(death: Death, *, interpreters: tuple[str, ...], flags: set[str
                  else blamed.frame.label())
         owner = f" [{blamed.package}]" if blamed.package else ""
         title = f"{_title_signal(number, death)} in {shown}{owner}"
+    elif kernel_library:
+        owner = package_of(kernel_library)
+        title = (f"{_title_signal(number, death)} in {os.path.basename(kernel_library)}"
+                 + (f" [{owner}]" if owner else ""))
     else:
         title = _title_signal(number, death)
     return rule_.finding(evidence, title=title, where=f"pid {death.pid}"
                          + (f" ({death.role})" if death.role else ""))
+
+
+def _kernel_library(death: Death) -> str:
+    """The full path of the library the kernel says held the faulting instruction."""
+    for event in death.kernel:
+        if event.library and event.kind != "oom-kill":
+            path = next((p for p in death.mapped if os.path.basename(p) == event.library), "")
+            return path or event.library
+    return ""
 
 
 def _title_signal(number: int | None, death: Death) -> str:

@@ -28,10 +28,6 @@ from numdoctor.snapshot.ownership import owning_distribution
 from numdoctor.snapshot.system import collect_system, effective_cpus, read_cgroup
 from numdoctor.snapshot.threads import attribute_threads, thread_ids
 
-# When to take snapshots, in seconds after the program started; then every 5 minutes.
-SCHEDULE = (1.0, 5.0, 30.0, 120.0)
-LATER_EVERY = 300.0
-
 
 def _environ(pid: int) -> dict[str, str]:
     try:

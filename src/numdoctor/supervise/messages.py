@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from numdoctor.findings import Finding, Severity
-from numdoctor.rules.registry import get
+
+
+def get(code: str):
+    """The registered rule for `code` (imported late: the scanner runs before any finding)."""
+    from numdoctor.rules.registry import get as registry_get
+
+    return registry_get(code)
 
 _MAX_HITS = 3  # occurrences kept per message kind
 _CONTEXT = 4  # lines kept after a matching line
@@ -67,10 +73,13 @@ ENTRIES: tuple[Entry, ...] = tuple(Entry(k, re.compile(p)) for k, p in (
                     r"numpy\.core\._multiarray_umath failed to import|"
                     r"dtype size changed, may indicate binary incompatibility\. Expected 88 "
                     r"from C header, got 96"),
-    ("numpy_newer", r"compiled against (?:API|NumPy C-API|numpy C-API) version "
-                    r"(?P<built>0x[0-9a-fA-F]+) but (?:this version of numpy is|the running "
-                    r"NumPy has C-API version) (?P<running>0x[0-9a-fA-F]+)|dtype size changed, "
-                    r"may indicate binary incompatibility\. Expected 96 from C header, got 88"),
+    ("numpy_abi", r"compiled against ABI version (?P<built>0x[0-9a-fA-F]+) but this version "
+                  r"of numpy is (?P<running>0x[0-9a-fA-F]+)"),
+    ("numpy_newer", r"compiled against (?:NumPy |numpy )?(?:C-)?API version "
+                    r"(?P<built>0x[0-9a-fA-F]+)(?: \([^)]*\))? but (?:this version of numpy "
+                    r"is|the running NumPy has C-API version) (?P<running>0x[0-9a-fA-F]+)|"
+                    r"dtype size changed, may indicate binary incompatibility\. Expected 96 "
+                    r"from C header, got 88"),
     ("numpy_baseline", r"NumPy was built with baseline optimizations"),
     ("heap", r"(?P<what>free\(\): invalid (?:pointer|size|next size \(\w+\))|double free or "
              r"corruption(?: \(\w+\))?|malloc\(\): [\w ]*corrupt[\w ]*|malloc_consolidate\(\): "
@@ -339,6 +348,17 @@ def _numpy_newer(hits, ctx):
     return [_code_finding("ABI002", hits, evidence=_evidence(hits), where="stderr")]
 
 
+def _numpy_abi(hits, ctx):
+    # NPY_ABI_VERSION: 0x01000009 for NumPy 1.x, 0x02000000 for 2.x.
+    match = hits[0].match
+    try:
+        older_build = int(match["built"], 16) < int(match["running"], 16)
+    except (KeyError, ValueError):
+        older_build = True
+    code = "ABI001" if older_build else "ABI002"
+    return [_code_finding(code, hits, evidence=_evidence(hits), where="stderr")]
+
+
 def _numpy_baseline(hits, ctx):
     from numdoctor.supervise import isa
 
@@ -393,6 +413,7 @@ _BUILDERS: dict[str, Callable[[list[Hit], Context], list[Finding]]] = {
     "terminate": _terminate,
     "numpy1_on_2": _numpy1_on_2,
     "numpy_newer": _numpy_newer,
+    "numpy_abi": _numpy_abi,
     "numpy_baseline": _numpy_baseline,
     "heap": _heap,
     "undefined_symbol": _undefined_symbol,

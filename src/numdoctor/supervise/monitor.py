@@ -26,8 +26,11 @@ import psutil
 from numdoctor.supervise import cgroup, launcher
 from numdoctor.supervise.gpu import GpuReading, read_gpus
 
-# Below this many CPUs (averaged over a window) the tree counts as idle.
-IDLE_CPU = 0.05
+# The tree is idle over a window when no process used more than IDLE_CPU CPUs on average and
+# all together used less than IDLE_TREE_CPU: a few percent is a poll loop or a heartbeat
+# thread waiting, not work.
+IDLE_CPU = 0.1
+IDLE_TREE_CPU = 0.3
 # A process at or above this many CPUs over the window counts as spinning.
 SPIN_CPU = 0.5
 # Samples kept per process for the memory series; older ones are thinned out by half.
@@ -79,19 +82,17 @@ class Proc:
         return _rate(self.cpu_history, since)
 
 
-def _rate(history: Iterable[tuple[float, float]], since: float) -> float | None:
-    points = list(history)
-    if len(points) < 2:
+def _rate(history: deque | list, since: float) -> float | None:
+    """Average CPUs between the last sample at or before `since` (or the oldest one kept)
+    and the newest sample."""
+    if len(history) < 2:
         return None
-    start = next(((t, v) for t, v in points if t >= since), None)
-    # Use the last sample before `since` as the start when there is one: the window is
-    # then fully covered.
-    before = [(t, v) for t, v in points if t <= since]
-    if before:
-        start = before[-1]
-    if start is None:
-        return None
-    end = points[-1]
+    end = history[-1]
+    start = end
+    for point in reversed(history):  # only the window is walked, not the whole history
+        start = point
+        if point[0] <= since:
+            break
     if end[0] - start[0] <= 0:
         return None
     return max(0.0, (end[1] - start[1]) / (end[0] - start[0]))
@@ -241,6 +242,15 @@ class Monitor:
     # -- questions -------------------------------------------------------------------------
     def tree_cpu_since(self, since: float) -> float | None:
         return _rate(self.tree_history, since)
+
+    def idle_since(self, since: float) -> bool | None:
+        """True when the tree did no work since `since` (None: not enough samples yet)."""
+        tree = self.tree_cpu_since(since)
+        if tree is None:
+            return None
+        busiest = max((p.cpu_since(since) or 0.0 for p in self.procs.values()
+                       if p.last_seen >= since), default=0.0)
+        return tree < IDLE_TREE_CPU and busiest < IDLE_CPU
 
     def live(self) -> list[Proc]:
         return [p for p in self.procs.values() if not p.gone]

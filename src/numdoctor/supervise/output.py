@@ -125,11 +125,14 @@ class Channel:
                 break
             self.last_output = time.monotonic()
             self.bytes += len(data)
-            if not self.broken:
-                self._write_all(data)
             self.tail.add(data)
             if self.feed is not None:
                 self.feed(data)
+            self._write_all(data)
+            if self.broken:
+                # The reader of our output left (`numdoctor run -- yes | head -1`). Closing
+                # our end gives the program the EPIPE/SIGPIPE it would have got without us.
+                break
         os.close(self.read_fd)
 
     def _write_all(self, data: bytes) -> None:
@@ -148,9 +151,7 @@ class Channel:
             except BlockingIOError:  # someone made our stdout non-blocking
                 select.select([], [self.dest], [], 1.0)
                 continue
-            except (BrokenPipeError, OSError):
-                # The reader of our output left. Without numdoctor the program would now get
-                # EPIPE/SIGPIPE; it gets the same when its next write finds no reader.
+            except OSError:  # EPIPE, or the terminal went away
                 self.broken = True
                 return
             view = view[written:]

@@ -9,7 +9,10 @@ Rungs, from cheapest and most reliable to richest:
    still catch the signal (`SigCgt` in /proc/<pid>/status) are signalled: for any other
    process a real-time signal would be fatal.
 2. py-spy `dump --native --json` for Python processes: Python and native frames interleaved,
-   with the library of each native frame, and which thread is running. Needs ptrace.
+   with the library of each native frame, and which thread is running. Needs ptrace. pystack
+   (when installed) does the same and also shows threads that never ran Python; it is tried
+   first on processes that map very large libraries (PyTorch), where its lazy symbol lookup
+   makes it about twice as fast, and as the fallback when py-spy fails.
 3. gdb `thread apply all bt` for native (non-Python) processes, when gdb is installed.
 4. A scan of each thread's stack through /proc (program counter + code addresses found on the
    stack): the libraries a thread is in, without function names. Approximate, but needs no
@@ -187,27 +190,63 @@ def find_py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def parse_py_spy(data: Any) -> list[ThreadStack]:
+def find_pystack() -> bool:
+    """pystack is used through its Python API, from this interpreter."""
+    if os.environ.get("NUMDOCTOR_PYSTACK") == "0":
+        return False
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("pystack") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# Executable code mapped by a process above which pystack is tried before py-spy.
+PYSTACK_ABOVE = 150 * 2**20
+
+
+def code_size(pid: int) -> int:
+    """Bytes of executable file mappings of `pid` (a proxy for symbol-loading work)."""
+    try:
+        return sum(m.end - m.start for m in read_maps(pid)
+                   if "x" in m.perms and m.path.startswith("/"))
+    except OSError:
+        return 0
+
+
+def find_gdb() -> str | None:
+    override = os.environ.get("NUMDOCTOR_GDB")
+    if override is not None:  # "" turns gdb off (the stack scan is used instead)
+        return override if override and os.access(override, os.X_OK) else None
+    return shutil.which("gdb")
+
+
+def parse_py_spy(data: Any, source: str = "py-spy") -> list[ThreadStack]:
+    """Threads from py-spy's `dump --json` schema (pystack's output is converted to it)."""
     threads = []
     for item in data if isinstance(data, list) else []:
         frames = []
         for frame in item.get("frames", []):
             module = frame.get("module")
             if module:  # a native frame: `module` is the library
-                frames.append(Frame("native", frame.get("name", ""), module))
+                name = frame.get("name", "")
+                frames.append(Frame("native", "" if name in ("???", "??") else name, module))
             else:
                 line = frame.get("line")
                 frames.append(Frame("python", frame.get("name", ""), frame.get("filename", ""),
                                     line if isinstance(line, int) and line > 0 else None))
         thread_id = item.get("thread_id")
+        native_id = item.get("os_thread_id")
+        active = item.get("active")
         threads.append(ThreadStack(
-            id=hex(thread_id) if isinstance(thread_id, int) else str(thread_id),
-            native_id=item.get("os_thread_id"),
+            id=hex(thread_id) if isinstance(thread_id, int) else str(native_id),
+            native_id=native_id,
             name=item.get("thread_name") or "",
-            state="running" if item.get("active") else "idle",
+            state="" if active is None else ("running" if active else "idle"),
             owns_gil=item.get("owns_gil"),
             frames=frames,
-            source="py-spy",
+            source=source,
         ))
     return threads
 
@@ -350,9 +389,13 @@ def _scan_words(mem: int, sp: int, stack_maps: list[tuple[int, int]],
 
 
 def _dedupe(frames: list[Frame]) -> list[Frame]:
+    """Each library once, in the order it first appears from the top of the stack: a scan
+    cannot tell real return addresses from stale ones, so repeats carry no information."""
     out: list[Frame] = []
+    seen: set[str] = set()
     for frame in frames:
-        if frame.file and (not out or out[-1].file != frame.file):
+        if frame.file and frame.file not in seen:
+            seen.add(frame.file)
             out.append(frame)
     return out
 
@@ -390,12 +433,14 @@ def catches(pid: int, signum: int) -> bool:
 
 
 class Dumper:
-    def __init__(self, run_dir: str, dump_signal: int) -> None:
+    def __init__(self, run_dir: str, dump_signal: int, helpers: set[int] | None = None) -> None:
         self.run_dir = run_dir
         self.dump_signal = dump_signal
         self.py_spy = find_py_spy()
-        self.gdb = shutil.which("gdb")
-        self.helpers: set[int] = set()  # pids of running tool processes: not part of the tree
+        self.pystack = find_pystack()
+        self.gdb = find_gdb()
+        # pids of running tool processes (not part of the tree); shared with the supervisor
+        self.helpers: set[int] = helpers if helpers is not None else set()
         self.seconds: dict[str, float] = {}  # time spent per rung, for the report
 
     def fh_path(self, pid: int) -> Path:
@@ -452,7 +497,7 @@ class Dumper:
                     f"no faulthandler dump within {wait:g} s (the process may be stopped, "
                     "or blocking signals)")
                 continue
-            fatal, threads = parse_faulthandler(text)
+            _fatal, threads = parse_faulthandler(text)
             results[pid].faulthandler_text = text
             results[pid].threads = threads
             results[pid].sources.append("faulthandler")
@@ -474,8 +519,9 @@ class Dumper:
                     stacks.notes.append(note)
                 if threads:
                     stacks.sources.append(source)
-                    stacks.native = source in ("py-spy", "gdb")
-                    if source == "py-spy" or not stacks.threads:
+                    stacks.native = source in ("py-spy", "pystack", "gdb")
+                    if source in ("py-spy", "pystack", "py-spy (Python frames)") or \
+                            not stacks.threads:
                         _merge_names(threads, stacks.threads)
                         stacks.threads = threads
                     else:
@@ -483,35 +529,13 @@ class Dumper:
 
     def _native(self, target: Target, timeout: float) -> tuple[list[ThreadStack], str, str]:
         if target.python:
-            if self.py_spy is None:
-                note = ("native stacks unavailable: py-spy is not installed "
-                        "(pip install py-spy, or numdoctor[native])")
-                threads = scan_native(target.pid)
-                return threads, "stack scan", note
-            out, err, code = self._run([self.py_spy, "dump", "--pid", str(target.pid),
-                                        "--native", "--json"], target.pid, timeout)
-            if code == 0:
-                try:
-                    return parse_py_spy(json.loads(out)), "py-spy", ""
-                except ValueError:
-                    err = "py-spy printed no JSON"
-            # --native needs unwind information py-spy may not manage; Python frames alone
-            # are still worth having.
-            out2, err2, code2 = self._run([self.py_spy, "dump", "--pid", str(target.pid),
-                                           "--json"], target.pid, timeout)
-            note = "native frames unavailable: " + _why_tool_failed("py-spy --native", err)
-            if code2 == 0:
-                try:
-                    return parse_py_spy(json.loads(out2)), "py-spy", note
-                except ValueError:
-                    pass
-            return scan_native(target.pid), "stack scan", note
+            return self._python_native(target.pid, timeout)
         if self.gdb is not None:
             try:
                 maps = read_maps(target.pid)
             except OSError:
                 maps = []
-            out, err, code = self._run(
+            out, err, _code = self._run(
                 [self.gdb, "-p", str(target.pid), "-batch", "-nx", "-q",
                  "-ex", "set pagination off", "-ex", "thread apply all bt"],
                 target.pid, timeout)
@@ -523,6 +547,46 @@ class Dumper:
             note = ("native function names unavailable: gdb is not installed; showing the "
                     "libraries found on each thread's stack")
         return scan_native(target.pid), "stack scan", note
+
+    def _python_native(self, pid: int, timeout: float) -> tuple[list[ThreadStack], str, str]:
+        """Python + native frames from py-spy or pystack, whichever suits the process."""
+        tools = []
+        if self.py_spy:
+            tools.append(("py-spy", [self.py_spy, "dump", "--pid", str(pid), "--native",
+                                     "--json"]))
+        if self.pystack:
+            command = [sys.executable, "-m", "numdoctor.supervise._pystack_json", str(pid)]
+            # pystack resolves symbols lazily: about twice as fast as py-spy on processes that
+            # map huge libraries (libtorch), several times slower on small ones.
+            big = code_size(pid) > PYSTACK_ABOVE
+            tools.insert(0 if big else len(tools), ("pystack", command))
+        if not tools:
+            return scan_native(pid), "stack scan", (
+                "native stacks unavailable: neither py-spy nor pystack is installed "
+                "(pip install py-spy, or numdoctor[native]); showing the libraries found on "
+                "each thread's stack")
+        failures = []
+        for name, command in tools:
+            out, err, code = self._run(command, pid, timeout)
+            if code == 0:
+                try:
+                    threads = parse_py_spy(json.loads(out), name)
+                except ValueError:
+                    failures.append(f"{name} printed no JSON")
+                    continue
+                if threads:
+                    return threads, name, ""
+            failures.append(_why_tool_failed(name, err))
+        note = "native frames unavailable: " + "; ".join(failures)
+        if self.py_spy:  # Python frames alone, without unwinding native code
+            out, _err, code = self._run([self.py_spy, "dump", "--pid", str(pid), "--json"],
+                                        pid, timeout)
+            if code == 0:
+                try:
+                    return (parse_py_spy(json.loads(out)), "py-spy (Python frames)", note)
+                except ValueError:
+                    pass
+        return scan_native(pid), "stack scan", note
 
     def _run(self, command: list[str], pid: int, timeout: float) -> tuple[str, str, int]:
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import select
 import shlex
 import shutil
@@ -29,14 +30,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from numdoctor.findings import Finding, Report
 from numdoctor.supervise import launcher, output
-from numdoctor.supervise.classify import Exit, add_site_dirs, annotate, from_wait_status
-from numdoctor.supervise.messages import MessageScanner
+from numdoctor.supervise.waitstatus import Exit, from_wait_status
+
+if TYPE_CHECKING:
+    from numdoctor.findings import Finding, Report
 
 HANG_EXIT = 124
+SNAPSHOT_SCHEDULE = (1.0, 5.0, 30.0, 120.0)
+SNAPSHOT_EVERY = 300.0
 _PYTHON_EXE = re.compile(r"^(?:python|pypy)[\d.]*[dmu]*$")
 
 
@@ -53,15 +57,18 @@ class Options:
     # isolate(): the first SIGINT/SIGTERM (the caller was interrupted or died) already stops
     # the program, instead of being forwarded to it.
     first_stop_kills: bool = False
+    # Build the report after a success too (--report); without it a success costs nothing
+    # beyond the exit status.
+    report_always: bool = True
 
 
 @dataclass
 class Outcome:
     exit_code: int
     status: str  # ok, exit, signal, crash, oom, hang, spinning, timeout, interrupted
-    report: Report
-    summary: list[str] = field(default_factory=list)
+    report: Report | None  # None only after a success with report_always=False
     facts: Any = None
+    leftovers: list[int] = field(default_factory=list)  # processes killed after the exit
 
 
 def supervise(options: Options) -> Outcome:
@@ -79,6 +86,8 @@ class _Supervision:
         self.heartbeat_file = os.path.join(self.run_dir, "heartbeat")
         Path(self.heartbeat_file).touch()
         self.dump_signal = launcher.default_dump_signal()
+        from numdoctor.supervise.messages import MessageScanner
+
         self.scanner = MessageScanner()
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
@@ -88,6 +97,7 @@ class _Supervision:
         self.mapped: set[str] = set()
         self.paused = 0.0  # seconds the program spent stopped by Ctrl-Z
         self.stop_signal = signal.SIGINT  # what ended an interrupted run
+        self.helpers: set[int] = set()  # our tool processes (py-spy...): not the program's
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -127,11 +137,9 @@ class _Supervision:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _supervise(self) -> Outcome:
-        from numdoctor.supervise.monitor import IDLE_CPU, Monitor
-        from numdoctor.supervise.stacks import Dumper
+        from numdoctor.supervise.monitor import Monitor
 
-        self.dumper = Dumper(self.run_dir, self.dump_signal)
-        self.monitor = Monitor(self.child.pid, exclude=lambda: self.dumper.helpers)
+        self.monitor = Monitor(self.child.pid, exclude=lambda: self.helpers)
         self.monitor.track(self.child.pid)
         self.last_progress = self.started
         heartbeat_mtime = os.stat(self.heartbeat_file).st_mtime_ns
@@ -172,7 +180,7 @@ class _Supervision:
                     if written > write_chars:
                         self.last_progress = now
                     write_chars = written
-                incident = self._check_limits(now, IDLE_CPU)
+                incident = self._check_limits(now)
                 if incident:
                     break
             if now - self.started >= next_snapshot:
@@ -184,26 +192,24 @@ class _Supervision:
 
     @staticmethod
     def _snapshot_times():
-        from numdoctor.supervise.facts import LATER_EVERY, SCHEDULE
-
-        yield from SCHEDULE
-        later = SCHEDULE[-1]
+        """Seconds after the start at which to take a snapshot: early, then less often (the
+        program loads libraries as it imports them; the latest picture wins)."""
+        yield from SNAPSHOT_SCHEDULE
+        later = SNAPSHOT_SCHEDULE[-1]
         while True:
-            later += LATER_EVERY
+            later += SNAPSHOT_EVERY
             yield later
 
-    def _check_limits(self, now: float, idle_cpu: float) -> str:
+    def _check_limits(self, now: float) -> str:
         options = self.options
         if options.timeout and now - self.started - self.paused >= options.timeout:
             return "timeout"
         silent = now - self.last_progress
         if options.hang_timeout and silent >= options.hang_timeout:
-            cpu = self.monitor.tree_cpu_since(now - options.hang_timeout)
-            if cpu is not None and cpu < idle_cpu:
+            if self.monitor.idle_since(now - options.hang_timeout):
                 return "hang"
         if self.spin_timeout and silent >= self.spin_timeout:
-            cpu = self.monitor.tree_cpu_since(now - self.spin_timeout)
-            if cpu is not None and cpu >= idle_cpu:
+            if self.monitor.idle_since(now - self.spin_timeout) is False:
                 return "spinning"
         return ""
 
@@ -265,6 +271,8 @@ class _Supervision:
             time.perf_counter() - started
 
     def _learn_sites(self, infos: dict[int, dict]) -> None:
+        from numdoctor.supervise.classify import add_site_dirs
+
         for info in infos.values():
             add_site_dirs([str(d) for d in info.get("site_dirs", ())])
 
@@ -291,17 +299,22 @@ class _Supervision:
         targets = [Target(v.pid, python=v.python, dumpable=bool(infos.get(v.pid, {})
                                                                 .get("dumps")))
                    for v in views if launcher.alive(v.pid)]
+        from numdoctor.supervise.stacks import Dumper
+
+        self.dumper = Dumper(self.run_dir, self.dump_signal, helpers=self.helpers)
         started = time.monotonic()
         stacks = {} if self.signals.stop_requests() >= 3 else self.dumper.dump(
             targets, tool_timeout=1.5 if quick else options.tool_timeout,
             faulthandler_wait=0.5 if quick else 1.0)
+        from numdoctor.supervise.classify import annotate
+
         for process in stacks.values():
             for thread in process.threads:
                 annotate(thread.frames)
         self.timings["dump"] = time.monotonic() - started
         self.timings.update({f"dump_{k}": v for k, v in self.dumper.seconds.items()})
         killed = launcher.kill_tree(os.getpid(), group=self.child.pid,
-                                    exclude=self.dumper.helpers)
+                                    exclude=self.helpers)
         if self.child.pid in killed.statuses:
             self.main_status = killed.statuses[self.child.pid]
             self.child.returncode = from_wait_status(self.main_status).code
@@ -321,7 +334,7 @@ class _Supervision:
         findings += self._message_findings()
         findings += diagnose.leak_findings(views)
         gpu_finding = diagnose.gpu_finding(gpu, moment="hang", tree_pids={v.pid for v in views},
-                                           host_idle=tree_cpu is not None and tree_cpu < 0.05)
+                                           host_idle=self.monitor.idle_since(detected - window))
         if gpu_finding is not None:
             findings.append(gpu_finding)
         findings = diagnose.merge(findings, self._snapshot_findings())
@@ -427,16 +440,19 @@ class _Supervision:
 
     # -- the program exited -----------------------------------------------------------------
     def _exited(self) -> Outcome:
+        ended = time.monotonic()
+        main_exit = from_wait_status(self.main_status or 0)
+        leftovers = self._leftovers()
+        self.streams.drain()
+        self.scanner.finish()
+        if main_exit.code == 0 and not self.options.report_always:
+            # Quiet on success: the exit status is all the user gets, so compute nothing else.
+            return Outcome(0, "ok", None, leftovers=leftovers.killed)
         from numdoctor.supervise import diagnose, isa
         from numdoctor.supervise.messages import shell_deaths
         from numdoctor.supervise.stacks import read_fatal, read_info
 
-        ended = time.monotonic()
-        main_exit = from_wait_status(self.main_status or 0)
         self.monitor.sample(ended)
-        leftovers = self._leftovers()
-        self.streams.drain()
-        self.scanner.finish()
         infos = read_info(self.run_dir)
         self._learn_sites(infos)
         window = min(10.0, max(1.0, ended - self.started))
@@ -525,12 +541,12 @@ class _Supervision:
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             launcher.reap()
-            alive = [p for p in launcher.descendants(os.getpid(), self.dumper.helpers)
+            alive = [p for p in launcher.descendants(os.getpid(), self.helpers)
                      if launcher.alive(p)]
             if not alive:
                 return launcher.KillResult()
             time.sleep(0.05)
-        return launcher.terminate_tree(os.getpid(), exclude=self.dumper.helpers)
+        return launcher.terminate_tree(os.getpid(), exclude=self.helpers)
 
     def _role(self, pid: int, infos: dict[int, dict]) -> str:
         info = infos.get(pid, {})
@@ -542,6 +558,7 @@ class _Supervision:
 
     def _death(self, pid: int, number: int | None, role: str, exit_: Exit | None,
                dumps: dict, events: list, by_pid: dict) -> Any:
+        from numdoctor.supervise.classify import annotate
         from numdoctor.supervise.diagnose import Death
 
         fatal, threads, _text = dumps.get(pid, ("", [], ""))
@@ -549,7 +566,16 @@ class _Supervision:
             annotate(thread.frames)
         view = by_pid.get(pid)
         proc = self.monitor.known(pid)
-        mapped = sorted(self.mapped | ({proc.exe} if proc and proc.exe else set()))
+        # Files the kernel log may name: libraries seen in snapshots, and the executable
+        # (read when the process appeared, or found from its command line).
+        candidates = set(self.mapped)
+        if proc is not None:
+            candidates.add(proc.exe)
+            if proc.cmdline:
+                candidates.add(shutil.which(proc.cmdline[0]) or "")
+        if pid == self.child.pid:
+            candidates.add(shutil.which(self.options.command[0]) or "")
+        mapped = sorted(os.path.realpath(p) for p in candidates if p)
         return Death(pid=pid, signal=number, role=role,
                      command=view.command if view else (proc.name if proc else "?"),
                      exit=exit_, fatal=fatal, threads=threads,
@@ -584,7 +610,10 @@ class _Supervision:
         if gpu is not None:
             gpu_data = {"available": gpu.available, "note": gpu.note,
                         "gpus": [g.to_dict() for g in gpu.gpus]}
+        own = resource.getrusage(resource.RUSAGE_SELF)
         resources: dict[str, Any] = {
+            # numdoctor's own CPU time (not the program's): what supervision cost
+            "supervisor_cpu_s": round(own.ru_utime + own.ru_stime, 3),
             "peak_tree_rss": self.monitor.peak_tree_rss,
             "samples": self.monitor.samples,
             "sampling_s": round(self.monitor.sample_seconds, 4),
@@ -604,7 +633,9 @@ class _Supervision:
             wiring=self.streams.describe(), stderr_tail=self.streams.stderr_tail(),
             resources=resources, gpu=gpu_data, notes=self.notes, timings=self.timings,
             killed=killed, survivors=survivors)
-        return Outcome(exit_code=exit_code, status=status, report=build(facts), facts=facts)
+        return Outcome(exit_code=exit_code, status=status, report=build(facts), facts=facts,
+                       leftovers=[] if status in ("hang", "spinning", "timeout", "interrupted")
+                       else killed)
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -24,7 +24,7 @@ _state = {"file": None, "ours": False, "pid": None, "threads_at_fork": None}
 
 
 def _write_info(run_dir, info):
-    path = os.path.join(run_dir, "py-%d.info" % info["pid"])
+    path = os.path.join(run_dir, "py-{}.info".format(info["pid"]))
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(repr(info))
@@ -38,7 +38,7 @@ def _arm(forked_from=None):
     if not run_dir or not os.path.isdir(run_dir):
         return
     pid = os.getpid()
-    dump = open(os.path.join(run_dir, "fh-%d.txt" % pid), "ab", buffering=0)
+    dump = open(os.path.join(run_dir, f"fh-{pid}.txt"), "ab", buffering=0)
     previous = _state["file"]
     _state["file"] = dump
     _state["pid"] = pid
@@ -68,7 +68,7 @@ def _arm(forked_from=None):
         "ppid": os.getppid(),
         "executable": sys.executable,
         "argv": list(getattr(sys, "orig_argv", None) or sys.argv or []),
-        "version": "%d.%d.%d" % sys.version_info[:3],
+        "version": ".".join(str(n) for n in sys.version_info[:3]),
         "fatal": fatal,
         "dumps": dumps,
         "dump_signal": signum,
