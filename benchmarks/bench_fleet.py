@@ -8,6 +8,11 @@ that call), as `numdoctor fleet --local 8` does; warm repeats, workers that have
 numpy and scipy, `--import numpy` and Dask's own `client.get_versions()` (which compares a
 handful of package versions and nothing else) are printed for context, measured in the same
 run on the same cluster.
+
+Then `numdoctor.fleet.probe` (fleet --probe) on a LocalCluster of as many workers as CPUs, against
+`numdoctor.probe.probe` running the same matrix on this host with as many jobs: what spreading a
+probe over Dask costs when the workers share one host (each worker also runs every operation
+alone once, its own baselines, where the local probe runs them once in all).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-probe", action="store_true",
+                        help="skip the fleet --probe measurement")
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -87,7 +94,43 @@ def main() -> int:
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"\nwhole command `numdoctor fleet --local {args.workers}` (cluster start, "
           f"collection, shutdown): {time.perf_counter() - start:.2f} s, exit {done.returncode}")
+    if not args.skip_probe:
+        bench_probe()
     return 0 if met else 1
+
+
+def bench_probe() -> None:
+    from distributed import Client, LocalCluster
+
+    import numdoctor.fleet
+    from numdoctor.probe import ProbeOptions, probe
+    from numdoctor.snapshot.system import collect_system
+
+    cpus = collect_system().effective_cpus or os.cpu_count() or 1
+    options = ProbeOptions(modules=["numpy", "scipy"],
+                           ops=["numpy.matmul", "numpy.svd", "numpy.inv", "numpy.eigh"],
+                           jobs=cpus)
+    print(f"\nprobe spread: numpy+scipy, 4 numpy operations, 2 orders x 2 environments "
+          f"(16 scenarios), {cpus} workers x 1 job vs one host with {cpus} jobs")
+    with LocalCluster(n_workers=cpus, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(cpus, timeout=120)
+        start = time.perf_counter()
+        report = numdoctor.fleet.probe(client, options, check=False, progress=False)
+        spread = time.perf_counter() - start
+    outcome = report.outcome["probe"]
+    assert outcome["counts"] == {"pass": 16}, outcome["summary"]
+    used = len({s["worker"] for s in outcome["scenarios"]})
+    baselines = sum(len(w["baselines"]) for w in outcome["workers"].values())
+    start = time.perf_counter()
+    local = probe(options)
+    alone = time.perf_counter() - start
+    assert len(local.results) == 16
+    print(line(f"fleet.probe, {used} workers ({baselines} baselines)", [spread]))
+    print(line(f"probe.probe, this host ({len(local.baselines)} baselines)", [alone]))
+    print(f"spread / local: {spread / alone:.2f}x the time "
+          f"({16 / spread:.1f} vs {16 / alone:.1f} scenarios/s)")
 
 
 if __name__ == "__main__":

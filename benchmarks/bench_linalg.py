@@ -1,8 +1,8 @@
 """Benchmark of numdoctor.linalg: speed against NumPy/SciPy and λ-choice accuracy.
 
-Run ``python benchmarks/bench_linalg.py`` (about two minutes on 2 cores) or with ``--quick``
-for a smoke run. Everything is measured in the same process and run, peers interleaved with
-ours, so the ratios compare like with like.
+Run ``python benchmarks/bench_linalg.py`` (about three minutes on 2 cores) or with ``--quick``
+for a smoke run. Everything is measured in the same process and run, each function in its
+own block (see ``timeit``), so the ratios compare like with like.
 
 Speed targets (issue 4):
   * guarded ``solve`` n=2000 float64  ≤ 1.10× ``np.linalg.solve`` and ≤ 0.8× ``scipy.linalg.solve``
@@ -39,16 +39,24 @@ from numdoctor.linalg import problems
 RULES = ("auto", "gcv", "rgcv", "lcurve", "quasi", "discrepancy")
 
 
-def timeit(fns: dict, repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` seconds per function, interleaved so drift hits all alike."""
+def timeit(fns: dict, repeats: int, rounds: int = 2) -> dict[str, float]:
+    """Best-of-``repeats`` seconds per function.
+
+    Each function runs in its own block, with a pause before it: NumPy and SciPy ship
+    separate OpenBLAS builds whose idle threads spin for a while after each call, so
+    alternating the two libraries call by call would slow down whichever runs second (we
+    measured up to 1.6×) and make the ratio meaningless. ``rounds`` repeats the sequence of
+    blocks so that slow drift hits every function.
+    """
     best = {k: np.inf for k in fns}
-    for f in fns.values():  # warm-up (imports, LAPACK workspace queries, page faults)
-        f()
-    for _ in range(repeats):
+    for _ in range(rounds):
         for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
+            time.sleep(0.3)
+            f()  # warm-up: imports, workspace queries, page faults
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                f()
+                best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -181,7 +189,7 @@ def main() -> None:
 
     ok = True
     if not args.skip_speed:
-        print("\nSpeed (best of repeats, same run; ratio = ours / peer)")
+        print("\nSpeed (best of repeats, blocks per function, same run; ratio = ours / peer)")
         print(f"{'case':66s} {'ours ms':>9s} {'peer ms':>9s} {'ratio':>7s}  target")
         for label, ours, peer, target in speed(args.quick):
             ratio = ours / peer

@@ -26,7 +26,7 @@ def test_needs_a_target(capsys):
     (["--local", "1", "--timeout", "0"], "--timeout must be positive"),
     (["--local", "1", "--import", "numpy,,1bad"], "'1bad' is not a module name"),
     (["--local", "1", "--scheduler", "tcp://x:1"], "not allowed with argument"),
-    (["--local", "1", "--probe"], "probe is not available in this version"),
+    (["--local", "1", "--probe=--jobs 0"], "--probe: --jobs must be at least 1"),
 ])
 def test_usage_errors_are_one_line(capsys, args, message):
     assert main(["fleet", *args]) == 2

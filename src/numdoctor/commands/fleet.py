@@ -101,7 +101,6 @@ def parse_probe_spec(spec: str) -> tuple[Any, int | None]:
     from numdoctor.cli import UsageError
     from numdoctor.commands import probe as probe_command
     from numdoctor.fleet.probing import validate
-    from numdoctor.probe import MODES, ProbeOptions
 
     def fail(message: str) -> UsageError:
         return UsageError(f"numdoctor fleet: --probe: {message}")
@@ -118,31 +117,8 @@ def parse_probe_spec(spec: str) -> tuple[Any, int | None]:
     for dest, flag in _NOT_IN_SPEC:
         if getattr(args, dest) != defaults.get_default(dest):
             raise fail(f"{flag} is an option of numdoctor fleet itself, not of the probe")
-    for name in ("timeout", "hang_timeout", "budget"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise fail(f"--{name.replace('_', '-')} must be positive")
-    if args.jobs is not None and args.jobs < 1:
-        raise fail("--jobs must be at least 1")
-    envs: list[dict[str, str]] = [{}, {"OMP_NUM_THREADS": "1"}]
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not key.replace("_", "").isalnum():
-            raise fail(f"--env {item!r} is not of the form NAME=VALUE")
-        envs.append({key: value})
-    modes = None
-    if args.modes is not None:
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        unknown = [m for m in modes if m not in MODES]
-        if unknown or not modes:
-            raise fail(f"--mode: unknown mode(s) {', '.join(unknown)}; choose from "
-                       f"{', '.join(MODES)}")
     modules = parse_modules(args.imports, "--probe: --import") if args.imports else []
-    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
-    options = ProbeOptions(modules=modules or [], ops=ops, orders=args.orders, fork=args.fork,
-                           modes=modes, envs=tuple(envs), timeout=args.timeout,
-                           hang_timeout=args.hang_timeout, jobs=args.jobs or 1,
-                           budget=args.budget, minimize=not args.no_minimize)
+    options = probe_command.options_from_args(args, modules, jobs=args.jobs or 1, fail=fail)
     try:
         validate(options)
     except ValueError as exc:

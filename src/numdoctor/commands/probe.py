@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from numdoctor.commands._options import FAIL_ON, add_output_options
+
+if TYPE_CHECKING:
+    from numdoctor.probe import ProbeOptions
 
 
 def add_parser(subparsers) -> None:
@@ -61,44 +66,53 @@ def _effective_cpus() -> int:
     return effective_cpus(os.cpu_count(), affinity, read_cgroup().cpu_quota) or 1
 
 
+def options_from_args(args: argparse.Namespace, modules: list[str], *, jobs: int,
+                      fail: Callable[[str], Exception]) -> ProbeOptions:
+    """Validated ProbeOptions from this subcommand's parsed arguments.
+
+    Shared with `numdoctor fleet --probe=SPEC`, which parses SPEC with this same parser.
+    """
+    from numdoctor.probe import MODES, ProbeOptions
+
+    for name in ("timeout", "hang_timeout", "budget"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise fail(f"--{name.replace('_', '-')} must be positive")
+    if args.jobs is not None and args.jobs < 1:
+        raise fail("--jobs must be at least 1")
+    envs: list[dict[str, str]] = [{}, {"OMP_NUM_THREADS": "1"}]
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise fail(f"--env {item!r} is not of the form NAME=VALUE")
+        envs.append({key: value})
+    modes = None
+    if args.modes is not None:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or not modes:
+            raise fail(f"--mode: unknown mode(s) {', '.join(unknown)}; choose from "
+                       f"{', '.join(MODES)}")
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+    return ProbeOptions(modules=modules, ops=ops, orders=args.orders, fork=args.fork,
+                        modes=modes, envs=tuple(envs), timeout=args.timeout,
+                        hang_timeout=args.hang_timeout, jobs=jobs, budget=args.budget,
+                        minimize=not args.no_minimize)
+
+
 def run(args: argparse.Namespace) -> int:
     from numdoctor.cli import UsageError
     from numdoctor.commands.check import default_modules, parse_modules
-    from numdoctor.probe import CANARIES, ProbeOptions, build_report, count_scenarios, probe
+    from numdoctor.probe import CANARIES, build_report, count_scenarios, probe
 
     if args.list_ops:
         for canary in CANARIES.values():
             print(f"{canary.name:20} {canary.description}")
         return 0
-    for name in ("timeout", "hang_timeout", "budget"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"numdoctor probe: --{name.replace('_', '-')} must be positive")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("numdoctor probe: --jobs must be at least 1")
-    envs: list[dict[str, str]] = [{}, {"OMP_NUM_THREADS": "1"}]
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not key.replace("_", "").isalnum():
-            raise UsageError(f"numdoctor probe: --env {item!r} is not of the form NAME=VALUE")
-        envs.append({key: value})
-    modes = None
-    if args.modes:
-        from numdoctor.probe import MODES
-
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        unknown = [m for m in modes if m not in MODES]
-        if unknown or not modes:
-            raise UsageError(f"numdoctor probe: --mode: unknown mode(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(MODES)}")
     modules = parse_modules(args.imports) if args.imports else default_modules()
-    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
-    options = ProbeOptions(modules=modules, ops=ops, orders=args.orders, fork=args.fork,
-                           modes=modes,
-                           envs=tuple(envs), timeout=args.timeout,
-                           hang_timeout=args.hang_timeout,
-                           jobs=args.jobs or _effective_cpus(), budget=args.budget,
-                           minimize=not args.no_minimize)
+    options = options_from_args(
+        args, modules, jobs=args.jobs or _effective_cpus(),
+        fail=lambda message: UsageError(f"numdoctor probe: {message}"))
     try:
         total = count_scenarios(options)
     except ValueError as exc:

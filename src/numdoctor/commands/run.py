@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
 
@@ -100,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if outcome.report is None:  # a success, and no report asked for
         return outcome.exit_code
     fmt = _format(args)
-    failed = outcome.status not in ("ok", "exit") or any(
-        f.severity.value != "info" for f in outcome.report.findings)
-    if outcome.status == "signal" and outcome.exit_code == 128 + signal.SIGPIPE:
-        failed = False  # the reader of its output left, as in `cmd | head`: not a failure
+    failed = outcome.noteworthy
     path = args.report
     if path is None and failed:
         path = os.path.join(tempfile.gettempdir(), f"numdoctor-report-{os.getpid()}.md")

@@ -18,6 +18,7 @@ from numdoctor.fleet import runner
 from numdoctor.fleet.collect import WORKER, FleetFacts, MemberFacts
 from numdoctor.fleet.probing import CHECK, FleetProbe, Share
 from numdoctor.fleet.report import group_findings
+from numdoctor.probe import ProbeResult
 from numdoctor.probe import build_report as probe_findings_report
 from numdoctor.probe.runner import OUTCOMES
 from numdoctor.probe.scenarios import script
@@ -63,21 +64,30 @@ def probe_findings(result: FleetProbe) -> list[Finding]:
 
 
 def _share_findings(share: Share) -> list[Finding]:
-    """What `numdoctor probe` would report on this worker's host."""
-    assert share.result is not None
-    findings = []
-    for finding in probe_findings_report(share.result).findings:
-        label = finding.evidence[0].removeprefix("smallest failing scenario: ") \
-            if finding.evidence else ""
-        reason = share.untried.get(label)
-        if finding.code in _FAILED and reason is not None:
-            finding = replace(
-                finding,
-                evidence=(*finding.evidence, f"not minimised and no mitigation tried: {reason}"),
-                fix="Run `numdoctor probe` with the same options on that worker's host to "
-                    "minimise it and try the mitigations; the standalone script in the report "
-                    "reproduces it.")
-        findings.append(finding)
+    """What `numdoctor probe` would report on this worker's host; failures whose follow-up
+    did not happen say so."""
+    result = share.result
+    assert result is not None
+    findings = list(probe_findings_report(replace(result, failures=[])).findings)
+    seen: set[tuple[str, str]] = set()
+    for failure in result.failures:
+        reason = share.untried.get(failure.representative.scenario.label)
+        alone = ProbeResult(result.options, baselines=result.baselines, failures=[failure])
+        for finding in probe_findings_report(alone).findings:
+            if finding.code in _FAILED and reason is not None:
+                finding = replace(
+                    finding,
+                    evidence=(*finding.evidence,
+                              f"not minimised and no mitigation tried: {reason}"),
+                    fix="Run `numdoctor probe` with the same options on that worker's host "
+                        "to minimise it and try the mitigations; the standalone script in "
+                        "the report reproduces it.")
+            elif finding.code not in _FAILED:
+                # The supervisor's diagnoses: once per worker, as `numdoctor probe` does.
+                if (finding.code, finding.title) in seen:
+                    continue
+                seen.add((finding.code, finding.title))
+            findings.append(finding)
     return findings
 
 
@@ -137,16 +147,19 @@ def _worker_failure(share: Share, result: FleetProbe) -> Finding:
                 "(dmesg | grep -i oom).")
     if share.detail:
         evidence.append(redact_text(share.detail).rstrip())
-    missing = "ModuleNotFoundError" in share.error and "'numdoctor" in share.error
     from numdoctor._version import __version__
 
+    if "No module named 'numdoctor'" in share.error:
+        title = "numdoctor is not installed there"
+    elif "No module named 'numdoctor." in share.error:
+        title = "numdoctor there is another version, without the probe"
+    else:
+        title = f"{stage[0].upper()}{stage[1:]} raised an error on the worker"
     return get(code).finding(
-        evidence, where=share.label,
-        title="numdoctor is not installed there" if missing
-        else f"{stage[0].upper()}{stage[1:]} raised an error on the worker",
-        why="Without it this worker ran no probe scenario.",
+        evidence, where=share.label, title=title,
+        why="This worker could not take its share of the probe.",
         fix=f"pip install numdoctor=={__version__} in that environment (the same version as "
-            "here)" if missing else
+            "here)" if title.startswith("numdoctor") else
             "Report this with the JSON report if it looks like a numdoctor bug.")
 
 

@@ -181,7 +181,7 @@ def probe(client: Any, options: ProbeOptions, *, timeout: float = DEFAULT_TIMEOU
         identity = runner.scheduler_identity(client, timeout=timeout)
         workers = dict(identity.get("workers") or {})
         scheduler = str(identity.get("address") or runner.scheduler_address(client))
-    shares = [_share(address, info, jobs) for address, info in workers.items()]
+    shares = [_share(address, info, jobs, checked=check) for address, info in workers.items()]
     with ProbeProgressBar(progress) as bar:
         result = Spread(client, options, shares, scheduler_address=scheduler, timeout=timeout,
                         progress=bar).run()
@@ -205,13 +205,13 @@ def validate(options: ProbeOptions) -> None:
         raise ValueError("budget must be positive")
 
 
-def _share(address: str, info: dict[str, Any], jobs: int | None) -> Share:
+def _share(address: str, info: dict[str, Any], jobs: int | None, *, checked: bool) -> Share:
     name = str(info.get("name", ""))
     nthreads = info.get("nthreads")
     share = Share(address=address, name="" if name == address else name,
                   host=str(info.get("host") or ""), hostname=str(info.get("hostname") or ""),
                   jobs=jobs or (nthreads if isinstance(nthreads, int) and nthreads > 0 else 1))
-    status = info.get("status", runner.OK)
+    status = info.get("status", runner.OK) if checked else runner.OK
     if status != runner.OK:  # it failed the fleet check, which reports it: not asked again
         share.status, share.stage = str(status), CHECK
     return share
@@ -293,7 +293,7 @@ class Spread:
         asked = list(options.modules) or _known_frameworks()
         canaries = select_canaries(asked, options.ops)
         self.out.canaries = canaries
-        check = _unique([*asked, *(c.module for c in canaries)])
+        to_find = _unique([*asked, *(c.module for c in canaries)])
         shares = [s for s in self.out.shares if s.status == runner.OK]
         self._emit({"event": "survey", "workers": len(shares)})
         timeout, hang, limit = self._scenario_limits()
@@ -304,7 +304,7 @@ class Spread:
             futures.update(runner.start_on_workers(
                 self.client, survey_worker, timeout=survey_limit + self.grace,
                 workers=[share.address],
-                args=(check, canaries, timeout, hang, share.jobs, self._budget_left(),
+                args=(to_find, canaries, timeout, hang, share.jobs, self._budget_left(),
                       survey_limit)))
         answers = runner.wait_all(futures, timeout=longest + self.grace) if futures else {}
         for share in shares:
@@ -330,7 +330,8 @@ class Spread:
         asked = list(self.options.modules) or _known_frameworks()
         surveyed = [s for s in self.out.shares if s.surveyed]
         self.out.modules = [m for m in asked if any(m in s.present for s in surveyed)]
-        self.out.missing = [m for m in asked if m not in self.out.modules]
+        if self.out.report_missing:
+            self.out.missing = [m for m in asked if m not in self.out.modules]
         canaries, scenarios = plan_scenarios(self.options, self.out.modules)
         if surveyed:
             self.out.canaries = canaries

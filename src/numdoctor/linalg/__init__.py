@@ -2,7 +2,7 @@
 
 * :func:`solve`, :func:`inv` — LU / Cholesky / LDLᵀ with a condition estimate on the factors;
   refuse (or warn, or fall back to :func:`lstsq`, :func:`pinv`, :func:`tikhonov`) when more
-  than three quarters of the dtype's digits would be lost (``rcond < eps**0.75``).
+  than three quarters of the dtype's digits would be lost (``rcond < u**0.75``, u = eps/2).
 * :func:`cond_estimate` — κ₁ / κ∞ in O(n²) after one LU; :func:`cond` — exact value.
 * :func:`pinv`, :func:`lstsq` — SVD with one documented cutoff and adapters for the
   NumPy / SciPy / torch / JAX / TensorFlow conventions.

@@ -19,7 +19,6 @@ from ._report import Status, build_error, warn_ill
 __all__ = ["inv", "solve"]
 
 _METHOD = {"gen": "lu", "pos": "cholesky", "sym": "ldl", "her": "ldl"}
-_FALLBACKS = ("lstsq", "pinv", "tikhonov")
 
 
 @dataclasses.dataclass
@@ -187,7 +186,7 @@ def solve(
         structured ones read only the upper triangle, as SciPy does.
     min_rcond, max_digits_lost:
         Override the threshold for this call (default: refuse when more than three quarters
-        of the dtype's digits are lost, ``rcond < eps**0.75``; see
+        of the dtype's digits are lost, ``rcond < (eps/2)**0.75``; see
         :func:`numdoctor.linalg.policy`).
     on_ill:
         What to do with a matrix that fails the guard: ``"raise"`` (default)

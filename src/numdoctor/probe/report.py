@@ -67,9 +67,14 @@ def _failure_finding(failure: Failure) -> Finding:
         else:
             state = f"still {_VERB.get(mitigation.result.outcome, mitigation.result.outcome)}"
         evidence.append(f"{mitigation.description}: {state}")
-    fix = ("Verified mitigations: " + "; ".join(m.description for m in verified) + "."
-           if verified else "No tried mitigation made it pass; attach the standalone script "
-           "(in the report) to a bug report.")
+    if verified:
+        fix = "Verified mitigations: " + "; ".join(m.description for m in verified) + "."
+    elif failure.mitigations:
+        fix = ("No tried mitigation made it pass; attach the standalone script (in the "
+               "report) to a bug report.")
+    else:
+        fix = ("No mitigation was tried (--no-minimize, or the budget ran out); run the probe "
+               "again without it to minimise the failure and verify fixes.")
     return get(_CODE[rep.outcome]).finding(evidence, title=title, fix=fix,
                                            why=_why(rep))
 

@@ -440,11 +440,11 @@ def leak_findings(views: list[ProcView]) -> list[Finding]:
 def steady_growth(points: list[tuple[float, float]]) -> tuple[float, float, float, float] | None:
     """(fitted start, fitted end, seconds, R²) of a steady rise, or None.
 
-    The first fifth of the points (start-up: imports, first allocations) is left out.
+    The first fifth of the points (start-up: imports, first allocations) and the last two
+    (exit) are left out.
     """
-    if len(points) < LEAK_MIN_POINTS:
-        return None
-    points = points[len(points) // 5:]
+    # The last samples are left out too: a process that exits frees its memory on the way.
+    points = points[len(points) // 5:-2]
     if len(points) < LEAK_MIN_POINTS or points[-1][0] - points[0][0] < LEAK_MIN_SECONDS:
         return None
     n = len(points)

@@ -69,6 +69,10 @@ class Outcome:
     report: Report | None  # None only after a success with report_always=False
     facts: Any = None
     leftovers: list[int] = field(default_factory=list)  # processes killed after the exit
+    # Worth telling the user on stderr: any failure but a plain non-zero exit, and a plain
+    # non-zero exit when something was observed at run time (a recognised message, a crashed
+    # worker, a leak) - not merely what the snapshot rules say about the environment.
+    noteworthy: bool = False
 
 
 def supervise(options: Options) -> Outcome:
@@ -81,7 +85,8 @@ class _Supervision:
         spin = options.spin_timeout
         self.spin_timeout = options.hang_timeout if spin is None else (spin or None)
         limits = [t for t in (options.hang_timeout, self.spin_timeout, options.timeout) if t]
-        self.interval = options.interval or min(0.5, max(0.05, min(limits, default=4.0) / 10))
+        # Samples often enough that a hang is seen within 1/20 of its timeout.
+        self.interval = options.interval or min(0.5, max(0.05, min(limits, default=8.0) / 20))
         self.run_dir = tempfile.mkdtemp(prefix="numdoctor-run-")
         self.heartbeat_file = os.path.join(self.run_dir, "heartbeat")
         Path(self.heartbeat_file).touch()
@@ -339,6 +344,7 @@ class _Supervision:
             findings.append(gpu_finding)
         findings = diagnose.merge(findings, self._snapshot_findings())
         exit_code = 128 + self.stop_signal if kind == "interrupted" else HANG_EXIT
+        self.timings["detect_to_diagnosed"] = time.monotonic() - detected
         silent = detected - self.last_progress
         if kind == "hang":
             headline = f"the program hung: no output, heartbeat or CPU use for {silent:.1f} s"
@@ -518,6 +524,7 @@ class _Supervision:
             status = "oom" if oom_main else ("crash" if crash else "signal")
         findings += messages
         findings += diagnose.leak_findings(views)
+        observed = any(f.severity.value != "info" for f in findings)
         if status in ("crash", "oom"):
             gpu = self.monitor.gpu or self.monitor.gpu_reading()
             gpu_finding = diagnose.gpu_finding(gpu, moment="crash", tree_pids=set(by_pid),
@@ -526,15 +533,20 @@ class _Supervision:
                 findings.append(gpu_finding)
         findings = diagnose.merge(findings, self._snapshot_findings())
         headline = self._exit_headline(status, main_exit, deaths, findings)
+        noteworthy = status != "ok" and (status != "exit" or observed)
+        if status == "signal" and main_exit.signal == signal.SIGPIPE:
+            noteworthy = False  # the reader of its output left (`cmd | head`): not a failure
         crash_dumps = {pid: dumps[pid][2] for pid in dumps}
         if leftovers.killed:
             self.notes.append(
                 f"{len(leftovers.killed)} process(es) started by the program were still "
                 f"running after it exited and were terminated: {leftovers.killed}")
-        return self._outcome(status, main_exit.code, headline, findings, views, {},
-                             crash_dumps, self.monitor.gpu, leftovers.killed,
-                             leftovers.survivors,
-                             ("was " if main_exit.signal else "") + main_exit.describe())
+        outcome = self._outcome(status, main_exit.code, headline, findings, views, {},
+                                crash_dumps, self.monitor.gpu, leftovers.killed,
+                                leftovers.survivors,
+                                ("was " if main_exit.signal else "") + main_exit.describe())
+        outcome.noteworthy = noteworthy
+        return outcome
 
     def _leftovers(self) -> launcher.KillResult:
         """Processes the program left running: give them a moment, then terminate them."""
@@ -633,9 +645,9 @@ class _Supervision:
             wiring=self.streams.describe(), stderr_tail=self.streams.stderr_tail(),
             resources=resources, gpu=gpu_data, notes=self.notes, timings=self.timings,
             killed=killed, survivors=survivors)
+        incident = status in ("hang", "spinning", "timeout", "interrupted")
         return Outcome(exit_code=exit_code, status=status, report=build(facts), facts=facts,
-                       leftovers=[] if status in ("hang", "spinning", "timeout", "interrupted")
-                       else killed)
+                       leftovers=[] if incident else killed, noteworthy=incident)
 
 
 def _cmdline(pid: int) -> list[str]:
