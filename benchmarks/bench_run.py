@@ -139,6 +139,21 @@ def overhead(directory: str, repeat: int, seconds: float) -> bool:
     return ok
 
 
+def startup_delay(directory: str, repeat: int) -> None:
+    """How much later the program starts under numdoctor: what a short job pays."""
+    probe = write(directory, "t0.py", "import os, time\n"
+                  "print(time.time() - float(os.environ['T0']))\n")
+    plain, supervised = [], []
+    for _ in range(repeat):
+        for command, into in (([PY, probe], plain), ([*ND, "--", PY, probe], supervised)):
+            env = dict(os.environ, T0=f"{time.time():.6f}")
+            out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+            into.append(float(out.stdout))
+    mp, ms = statistics.median(plain), statistics.median(supervised)
+    print(f"   the program starts {ms - mp:.3f} s later under numdoctor (median of {repeat}: "
+          f"plain {mp:.3f} s, through numdoctor run {ms:.3f} s to the first line)\n")
+
+
 def hang_latency(directory: str, name: str, code: str, hang_timeout: float,
                  repeat: int, extra: tuple[str, ...] = ()) -> bool:
     program = write(directory, f"{name}.py", code)
@@ -202,6 +217,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.repeat} repeats\n")
     with tempfile.TemporaryDirectory(prefix="bench-run-") as directory:
         ok = overhead(directory, args.repeat, args.seconds)
+        startup_delay(directory, args.repeat)
         print("2. hang reported within --hang-timeout + 1.5 s")
         ok &= hang_latency(directory, "sleeping-python", HANG, 2.0, args.repeat)
         if importlib.util.find_spec("torch") is not None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
+
+# The helpers module is imported by name; make that work under any --import-mode.
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from numdoctor.linalg import problems
 

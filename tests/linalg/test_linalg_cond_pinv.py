@@ -123,3 +123,26 @@ def test_lstsq_rank_revealing(rng):
         la.lstsq(A, b[:-1])
     with pytest.raises(la.NonFiniteError):
         la.lstsq(A, np.full(20, np.nan))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_mixed_precision_estimate_matches_full_precision(rng, dtype):
+    from numdoctor.linalg import _cond, _lapack
+
+    n = 300
+    for kappa in (1.0, 1e3, 1e5, 1e9):
+        q1, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        q2, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        A = ((q1 * np.logspace(0, -np.log10(kappa), n)) @ q2.T).astype(dtype)
+        full = 1 / _lapack.factorize(A, "gen", np.dtype(dtype)).rcond()
+        est = la.cond_estimate(A)
+        if kappa < _cond.MIXED_MAX_KAPPA / 10:
+            assert _cond._mixed_estimate(A, np.dtype(dtype), "1") is not None
+            assert est == pytest.approx(full, rel=1e-2)
+        else:
+            assert _cond._mixed_estimate(A, np.dtype(dtype), "1") is None
+            assert est == full
+    # Entries outside single precision's range fall back to the full-precision path.
+    for scale in (1e39, 1e-41):
+        A = (rng.standard_normal((n, n)) * scale).astype(dtype)
+        assert la.cond_estimate(A) == pytest.approx(np.linalg.cond(A, 1), rel=0.7)

@@ -277,7 +277,7 @@ def test_a_second_sigint_dumps_and_kills(tmp_path, mark):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130
-    assert b"interrupted" in err
+    assert b"stopped by SIGINT" in err
     data = report(target)
     assert data["outcome"]["status"] == "interrupted"
     assert "stuck" in stacks_text(data)

@@ -37,7 +37,8 @@ def test_steadily_growing_memory_is_a_leak_suspect(tmp_path, mark):
         print("done")
     """)
     target = tmp_path / "report.json"
-    result = numdoctor_run("--report", str(target), "--", PYTHON, prog,
+    # With a hang timeout the tree is sampled twice a second (once a second without).
+    result = numdoctor_run("--hang-timeout", "60", "--report", str(target), "--", PYTHON, prog,
                            env={"NUMDOCTOR_TEST_MARK": mark})
     assert (result.returncode, result.stdout, result.stderr) == (0, b"done\n", b"")
     data = report(target)

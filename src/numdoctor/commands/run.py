@@ -55,6 +55,9 @@ def _format(args: argparse.Namespace) -> str:
 def _validate(args: argparse.Namespace) -> list[str]:
     from numdoctor.cli import UsageError
 
+    if not sys.platform.startswith("linux"):
+        raise UsageError("numdoctor run: supported on Linux only (it relies on /proc, prctl "
+                         "and ptrace)")
     command = list(args.program)
     if command and command[0] == "--":
         command = command[1:]
@@ -102,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     failed = outcome.noteworthy
     path = args.report
     if path is None and failed:
-        path = os.path.join(tempfile.gettempdir(), f"numdoctor-report-{os.getpid()}.md")
-        fmt = "markdown"
+        fmt = args.format or "markdown"
+        suffix = {"json": ".json", "markdown": ".md"}.get(fmt, ".txt")
+        path = os.path.join(tempfile.gettempdir(), f"numdoctor-report-{os.getpid()}{suffix}")
     if path is not None:
         try:
             _write(outcome.report, fmt, path)

@@ -139,6 +139,8 @@ def isolate(fn: Callable[..., T], /, *args: Any, timeout: float | None = None,
     return; re-raises fn's own exception (its remote traceback as `__cause__`); TypeError when
     fn, its arguments or its result cannot be pickled.
     """
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("numdoctor.isolate: supported on Linux only")
     if not callable(fn):
         raise TypeError(f"numdoctor.isolate: {fn!r} is not callable")
     for name, value in (("timeout", timeout), ("hang_timeout", hang_timeout),

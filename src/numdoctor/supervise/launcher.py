@@ -22,11 +22,10 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-INJECT_DIR = str(Path(__file__).with_name("inject"))
+INJECT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inject")
 
 # Environment variables the injected sitecustomize and numdoctor.heartbeat() read.
 ENV_RUN_DIR = "NUMDOCTOR_RUN_DIR"
@@ -61,7 +60,8 @@ def become_subreaper() -> bool:
 
 def yama_ptrace_scope() -> int | None:
     try:
-        return int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip())
+        with open("/proc/sys/kernel/yama/ptrace_scope", encoding="ascii") as fh:
+            return int(fh.read().strip())
     except (OSError, ValueError):
         return None
 
@@ -126,7 +126,7 @@ def spawn(command: Sequence[str], *, env: Mapping[str, str], stdout: int | None,
 
 # -- the tree --------------------------------------------------------------------------------
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """Fields of /proc/<pid>/stat after the command name (which may contain spaces)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -139,7 +139,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def process_state(pid: int) -> str | None:
     """One-letter state (R, S, D, Z, T...), or None when the process is gone."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields[0] if fields else None
 
 
@@ -154,7 +154,7 @@ def parent_map() -> dict[int, int]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        fields = _stat_fields(int(name))
+        fields = stat_fields(int(name))
         if fields and len(fields) > 2:
             parents[int(name)] = int(fields[1])
     return parents

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 
 from numdoctor.findings import Finding, Severity
 
@@ -49,7 +50,7 @@ class Entry:
     pattern: re.Pattern[str]
 
 
-ENTRIES: tuple[Entry, ...] = tuple(Entry(k, re.compile(p)) for k, p in (
+_ENTRY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("omp15", r"OMP: Error #15: Initializing (?P<lib>\S+?),? but found (?P<other>\S+?) "
               r"already initiali[sz]ed"),
     ("omp_threads", r"OMP: (?:Error #(?:34|179)|System error #11)[^\n]*|"
@@ -97,7 +98,13 @@ ENTRIES: tuple[Entry, ...] = tuple(Entry(k, re.compile(p)) for k, p in (
                     r"unexpectedly terminated"),
     ("shell_signal", r"(?:^|\s)(?P<pid>\d+)\s+(?P<what>Segmentation fault|Illegal instruction|"
                      r"Bus error|Floating point exception|Aborted|Killed)(?: \(core dumped\))?"),
-))
+)
+
+
+@cache
+def entries() -> tuple[Entry, ...]:
+    """The compiled knowledge base, built on the first line that mentions a keyword."""
+    return tuple(Entry(key, re.compile(pattern)) for key, pattern in _ENTRY_PATTERNS)
 
 
 @dataclass
@@ -152,7 +159,7 @@ class MessageScanner:
                 self._add_context(block[end + 1:], only=hit)
 
     def _classify(self, line: str) -> Hit | None:
-        for entry in ENTRIES:
+        for entry in entries():
             found = entry.pattern.search(line)
             if not found:
                 continue

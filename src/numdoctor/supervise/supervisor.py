@@ -27,9 +27,9 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from numdoctor.supervise import launcher, output
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from numdoctor.findings import Finding, Report
 
 HANG_EXIT = 124
-SNAPSHOT_SCHEDULE = (1.0, 5.0, 30.0, 120.0)
+SNAPSHOT_SCHEDULE = (1.0, 4.0, 15.0, 60.0)
 SNAPSHOT_EVERY = 300.0
 _PYTHON_EXE = re.compile(r"^(?:python|pypy)[\d.]*[dmu]*$")
 
@@ -85,11 +85,14 @@ class _Supervision:
         spin = options.spin_timeout
         self.spin_timeout = options.hang_timeout if spin is None else (spin or None)
         limits = [t for t in (options.hang_timeout, self.spin_timeout, options.timeout) if t]
-        # Samples often enough that a hang is seen within 1/20 of its timeout.
-        self.interval = options.interval or min(0.5, max(0.05, min(limits, default=8.0) / 20))
+        # Often enough that a hang is seen within 1/20 of its timeout; without a timeout the
+        # samples only feed the memory series, and once a second leaves the CPUs alone.
+        self.interval = options.interval or (
+            min(0.5, max(0.05, min(limits) / 20)) if limits else 1.0)
         self.run_dir = tempfile.mkdtemp(prefix="numdoctor-run-")
         self.heartbeat_file = os.path.join(self.run_dir, "heartbeat")
-        Path(self.heartbeat_file).touch()
+        with open(self.heartbeat_file, "w"):
+            pass
         self.dump_signal = launcher.default_dump_signal()
         from numdoctor.supervise.messages import MessageScanner
 
@@ -103,6 +106,10 @@ class _Supervision:
         self.paused = 0.0  # seconds the program spent stopped by Ctrl-Z
         self.stop_signal = signal.SIGINT  # what ended an interrupted run
         self.helpers: set[int] = set()  # our tool processes (py-spy...): not the program's
+        self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_serial = 0  # snapshots started
+        self._snapshot_taken = 0  # serial of the one in self.snapshot
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -148,7 +155,6 @@ class _Supervision:
         self.monitor.track(self.child.pid)
         self.last_progress = self.started
         heartbeat_mtime = os.stat(self.heartbeat_file).st_mtime_ns
-        write_chars = 0
         next_sample = self.started
         schedule = self._snapshot_times()
         next_snapshot = next(schedule)
@@ -180,16 +186,13 @@ class _Supervision:
                 mtime = _mtime(self.heartbeat_file)
                 if mtime != heartbeat_mtime:
                     heartbeat_mtime, self.last_progress = mtime, now
-                if self.streams.unobservable:
-                    written = self.monitor.write_chars()
-                    if written > write_chars:
-                        self.last_progress = now
-                    write_chars = written
+                if self.streams.unobservable and self.monitor.wrote_since_last_call():
+                    self.last_progress = now
                 incident = self._check_limits(now)
                 if incident:
                     break
             if now - self.started >= next_snapshot:
-                self._take_snapshot()
+                self._take_snapshot(background=True)
                 next_snapshot = next(schedule)
         if incident:
             return self._incident(incident)
@@ -255,23 +258,51 @@ class _Supervision:
                 return proc.pid
         return self.child.pid if any(p.pid == self.child.pid for p in live) else None
 
-    def _take_snapshot(self) -> None:
-        from numdoctor.supervise.facts import collect_outside
+    def _take_snapshot(self, *, background: bool = False) -> threading.Thread | None:
+        """Take a snapshot of the program's main Python process from the outside, in a thread.
+
+        The periodic ones run at the lowest CPU priority, so that a program that keeps every
+        CPU busy does not wait for them; the one at an incident runs at normal priority while
+        the stacks are dumped. The newest snapshot wins.
+        """
         from numdoctor.supervise.stacks import read_info
 
-        started = time.perf_counter()
+        if background and self._snapshot_thread is not None and \
+                self._snapshot_thread.is_alive():
+            return None  # the previous one is still running on a busy machine
         infos = read_info(self.run_dir)
-        self._learn_sites(infos)
         pid = self._target(infos)
         if pid is None:
-            return
+            return None
+        self._snapshot_serial += 1
+        thread = threading.Thread(
+            target=self._collect_snapshot, args=(pid, infos, background, self._snapshot_serial),
+            daemon=True, name="numdoctor-snapshot")
+        thread.start()
+        self._snapshot_thread = thread
+        return thread
+
+    def _collect_snapshot(self, pid: int, infos: dict[int, dict], nice: bool,
+                          serial: int) -> None:
+        from numdoctor.supervise.facts import collect_outside
+
+        if nice:
+            try:  # this thread only: Linux priorities are per thread
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except (OSError, AttributeError):
+                pass
+        started = time.perf_counter()
+        self._learn_sites(infos)
         try:
             snapshot = collect_outside(pid, infos.get(pid), started=self.started)
         except Exception as exc:  # a bug in a collector must not end the supervision
             self.notes.append(f"snapshot of pid {pid} failed: {type(exc).__name__}: {exc}")
             return
-        self.snapshot, self.snapshot_pid = snapshot, pid
-        self.mapped.update(lib.path for lib in snapshot.libraries)
+        with self._snapshot_lock:
+            if serial >= self._snapshot_taken:  # an older, slower one must not win
+                self._snapshot_taken = serial
+                self.snapshot, self.snapshot_pid = snapshot, pid
+            self.mapped.update(lib.path for lib in snapshot.libraries)
         self.timings["snapshot"] = self.timings.get("snapshot", 0.0) + \
             time.perf_counter() - started
 
@@ -284,7 +315,6 @@ class _Supervision:
     # -- incidents --------------------------------------------------------------------------
     def _incident(self, kind: str) -> Outcome:
         from numdoctor.supervise import diagnose
-        from numdoctor.supervise.facts import mapped_files
         from numdoctor.supervise.stacks import Target, read_info
 
         detected = time.monotonic()
@@ -298,9 +328,7 @@ class _Supervision:
         views = self._views(infos, window, detected)
         quick = kind == "interrupted"
         gpu = self.monitor.gpu_reading()
-        self._take_snapshot()
-        for view in views:
-            self.mapped.update(mapped_files(view.pid) if view.python else [])
+        snapshot_thread = self._take_snapshot()  # runs while the stacks are dumped
         targets = [Target(v.pid, python=v.python, dumpable=bool(infos.get(v.pid, {})
                                                                 .get("dumps")))
                    for v in views if launcher.alive(v.pid)]
@@ -318,6 +346,8 @@ class _Supervision:
                 annotate(thread.frames)
         self.timings["dump"] = time.monotonic() - started
         self.timings.update({f"dump_{k}": v for k, v in self.dumper.seconds.items()})
+        if snapshot_thread is not None:
+            snapshot_thread.join(2.0)
         killed = launcher.kill_tree(os.getpid(), group=self.child.pid,
                                     exclude=self.helpers)
         if self.child.pid in killed.statuses:
@@ -353,7 +383,10 @@ class _Supervision:
         elif kind == "timeout":
             headline = f"the program ran past --timeout {options.timeout:g} s"
         else:
-            headline = "interrupted twice: stacks dumped, the program was killed"
+            from numdoctor.supervise.waitstatus import signal_name
+
+            headline = (f"stopped by {signal_name(self.stop_signal)}: the stacks were dumped "
+                        "and the program was killed")
         headline += (f"; killed {len(killed.killed)} process(es) after dumping their stacks; "
                      f"exit status {exit_code}")
         if killed.survivors:
@@ -458,6 +491,8 @@ class _Supervision:
         from numdoctor.supervise.messages import shell_deaths
         from numdoctor.supervise.stacks import read_fatal, read_info
 
+        if self._snapshot_thread is not None:
+            self._snapshot_thread.join(0.5)
         self.monitor.sample(ended)
         infos = read_info(self.run_dir)
         self._learn_sites(infos)
@@ -580,7 +615,8 @@ class _Supervision:
         proc = self.monitor.known(pid)
         # Files the kernel log may name: libraries seen in snapshots, and the executable
         # (read when the process appeared, or found from its command line).
-        candidates = set(self.mapped)
+        with self._snapshot_lock:
+            candidates = set(self.mapped)
         if proc is not None:
             candidates.add(proc.exe)
             if proc.cmdline:
