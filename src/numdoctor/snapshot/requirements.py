@@ -13,13 +13,20 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-
-from packaging.markers import Marker
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING
 
 from numdoctor.snapshot.model import RequirementConflict
+
+if TYPE_CHECKING:
+    from packaging.markers import Marker
+
+# packaging is imported inside the functions that parse requirements: `check` reads them
+# from the cache on its start-up path, where importing packaging alone would cost ~12 ms.
+
+
+def canonicalize_name(name: str) -> str:
+    """PEP 503 normalisation, as packaging.utils.canonicalize_name does it."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 # Distributions that define the numerical stack; a distribution that requires one of CORE
 # counts as numerical too.
@@ -121,6 +128,9 @@ def _requires_core(dist: Installed) -> bool:
 def find_conflicts(installed: dict[str, Installed]) -> tuple[dict[str, str],
                                                              list[RequirementConflict]]:
     """(numerical distributions and their dependencies -> version, unmet requirements)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
     numerical = numerical_distributions(installed)
     involved: dict[str, str] = {}
     conflicts: list[RequirementConflict] = []
@@ -165,6 +175,8 @@ def _applies(marker: Marker, environment: dict[str, str]) -> bool:
 
 def requirement_on(dist: Installed | None, dependency: str) -> str:
     """The requirement `dist` declares on `dependency` (unconditional ones), or ""."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     if dist is None:
         return ""
     for text in dist.requires:
