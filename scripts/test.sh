@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Native fixtures: gcc builds the tiny C programs the tests supervise; Debian's libomp5 gives a
-# real LLVM OpenMP runtime to mix with Intel's. Without root or apt those tests skip, saying why.
+# real LLVM OpenMP runtime to mix with Intel's; gdb gives native stacks of non-Python processes. Without root or apt those tests skip, saying why.
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
   ls /usr/lib/*/libomp.so.5 >/dev/null 2>&1 || missing+=(libomp5-14)
+  command -v gdb >/dev/null 2>&1 || missing+=(gdb)
   if [ ${#missing[@]} -gt 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") \
       || echo "warning: could not apt-get install ${missing[*]}; dependent tests will skip" >&2

@@ -139,3 +139,18 @@ def test_guard_is_idempotent_and_validates_input():
     assert lines[1].startswith("ValueError: hang_timeout must be a positive")
     assert lines[2].startswith("ValueError: on_fork must be")
     assert lines[3] == "True"
+
+
+def test_numdoctor_heartbeat_feeds_the_guard():
+    result = run("""
+        import time, numdoctor
+        numdoctor.guard(hang_timeout=0.4)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            time.sleep(0.02)
+            numdoctor.heartbeat()
+        print("done")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "Timeout" not in result.stderr
+    assert result.stdout.strip() == "done"

@@ -3,11 +3,13 @@ crash, fork and print, supervised by the real CLI in a subprocess."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -17,13 +19,17 @@ import pytest
 
 PYTHON = sys.executable
 MARK = "NUMDOCTOR_TEST_MARK"
+# numdoctor saves the report of a failure without --report in $TMPDIR: keep those of the
+# tests out of the real temporary directory.
+_REPORTS = tempfile.mkdtemp(prefix="numdoctor-run-tests-")
+atexit.register(shutil.rmtree, _REPORTS, True)
 
 
 def numdoctor_run(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
                   input: bytes | None = None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                   cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """`numdoctor run ARGS...` in a subprocess, as a user would type it."""
-    full_env = dict(os.environ)
+    full_env = dict(os.environ, TMPDIR=_REPORTS)
     full_env.pop("KMP_DUPLICATE_LIB_OK", None)
     full_env.update(env or {})
     return subprocess.run([PYTHON, "-m", "numdoctor", "run", *args], env=full_env,

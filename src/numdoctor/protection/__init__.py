@@ -66,6 +66,7 @@ class Guard:
         # One bound method, kept: each attribute access would make a new one, and `os.fork is
         # self._guarded_fork` would never be true.
         self._fork_wrapper = self._guarded_fork
+        self._beat_hook = self._on_beat  # kept, so remove_hook finds the same object
         self._reloads: ReloadWatcher | None = None
         self._next_arm = float("inf")  # no watchdog until hang_timeout is set
         self._lock = threading.Lock()
@@ -85,6 +86,12 @@ class Guard:
             self._armed_faulthandler = True
         self.hang_timeout = hang_timeout
         self._arm_watchdog()
+        # numdoctor.heartbeat() (also what `numdoctor run` listens to) feeds this watchdog.
+        from numdoctor.supervise import heartbeat as beats
+
+        beats.remove_hook(self._beat_hook)
+        if hang_timeout is not None:
+            beats.add_hook(self._beat_hook, interval=hang_timeout / 10)
         self.on_fork = on_fork
         if on_fork == "ignore":
             self._restore_fork()
@@ -109,6 +116,10 @@ class Guard:
             # keeps a loop that beats every iteration from paying that each time.
             self._next_arm = time.monotonic() + self.hang_timeout / 10
             faulthandler.dump_traceback_later(self.hang_timeout, repeat=True, file=self._file)
+
+    def _on_beat(self, now: float) -> None:
+        if now >= self._next_arm:
+            self._arm_watchdog()
 
     def heartbeat(self) -> None:
         """Progress was made: push the watchdog's deadline back."""
@@ -149,6 +160,9 @@ class Guard:
             return
         self.closed = True
         faulthandler.cancel_dump_traceback_later()
+        from numdoctor.supervise import heartbeat as beats
+
+        beats.remove_hook(self._beat_hook)
         self._restore_fork()
         if self._reloads is not None:
             self._reloads.uninstall()

@@ -9,27 +9,47 @@ def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**30:.1f} GiB"
 
 
+def _known(value: Any, fallback: str = "?") -> str:
+    return fallback if value in (None, "") else str(value)
+
+
 def system_lines(snapshot: dict[str, Any]) -> list[str]:
-    s = snapshot.get("system", {})
+    """The facts as short lines; unknown ones (a snapshot taken from outside the process
+    knows less) are shown as '?' or left out, never as 'None'."""
+    s = snapshot.get("system", {}) or {}
     cg = s.get("cgroup", {}) or {}
     quota = cg.get("cpu_quota")
-    process = snapshot.get("process", {})
-    method = process.get("start_method", "?")
-    if not process.get("start_method_explicit"):
-        method += " (default)"
-    return [
-        f"Python {s.get('python_version')} ({s.get('python_executable')}) on {s.get('os')}, "
-        f"kernel {s.get('kernel')}, {s.get('libc')}",
-        f"CPU: {s.get('cpu_model') or '?'} [{' '.join(s.get('cpu_flags', []))}]",
-        f"CPUs: {s.get('cpu_count')} online, affinity {s.get('affinity_count')}, cgroup v"
-        f"{cg.get('version') or '-'} quota {'none' if quota is None else f'{quota:g}'} "
-        f"-> effective {s.get('effective_cpus')}",
-        f"Memory: {_mib(s.get('memory_total'))} total, cgroup limit "
-        f"{'none' if cg.get('memory_limit') is None else _mib(cg.get('memory_limit'))}",
-        f"Process: pid {process.get('pid')}, {process.get('threads_total')} OS threads "
-        f"({process.get('python_threads')} Python), multiprocessing start method {method}"
-        + (", RTLD_GLOBAL" if process.get("rtld_global") else ""),
-    ]
+    process = snapshot.get("process", {}) or {}
+    lines = []
+    python = f"Python {_known(s.get('python_version'))}"
+    if s.get("python_executable"):
+        python += f" ({s['python_executable']})"
+    platform = ", ".join(x for x in (s.get("os"), s.get("kernel") and f"kernel {s['kernel']}",
+                                     s.get("libc")) if x)
+    lines.append(python + (f" on {platform}" if platform else ""))
+    if s.get("cpu_model") or s.get("cpu_flags"):
+        lines.append(f"CPU: {_known(s.get('cpu_model'))} [{' '.join(s.get('cpu_flags', []))}]")
+    lines.append(
+        f"CPUs: {_known(s.get('cpu_count'))} online, affinity {_known(s.get('affinity_count'))}"
+        f", cgroup v{cg.get('version') or '-'} quota "
+        f"{'none' if quota is None else f'{quota:g}'} -> effective "
+        f"{_known(s.get('effective_cpus'))}")
+    lines.append(f"Memory: {_mib(s.get('memory_total'))} total, cgroup limit "
+                 f"{'none' if cg.get('memory_limit') is None else _mib(cg.get('memory_limit'))}")
+    parts = [f"pid {process['pid']}"] if process.get("pid") else []
+    if process.get("threads_total") is not None:
+        python_threads = _known(process.get("python_threads"))
+        parts.append(f"{process['threads_total']} OS threads ({python_threads} Python)")
+    if process.get("start_method"):
+        method = process["start_method"]
+        if not process.get("start_method_explicit"):
+            method += " (default)"
+        parts.append(f"multiprocessing start method {method}")
+    if process.get("rtld_global"):
+        parts.append("RTLD_GLOBAL")
+    if parts:
+        lines.append("Process: " + ", ".join(parts))
+    return lines
 
 
 LIBRARY_COLUMNS = ["family", "library", "version", "threads", "running", "package", "path"]

@@ -60,7 +60,9 @@ def render_markdown(data: dict[str, Any]) -> str:
     if snapshot:
         env_lines = _facts.environment_lines(snapshot)
         body = [f"- {line}" for line in _facts.system_lines(snapshot)]
-        body += ["", *_table(_facts.LIBRARY_COLUMNS, _facts.library_rows(snapshot))]
+        libraries = _facts.library_rows(snapshot)
+        body += ["", *(_table(_facts.LIBRARY_COLUMNS, libraries) if libraries
+                       else ["No BLAS/OpenMP/CUDA library is loaded."])]
         if snapshot.get("frameworks"):
             body += ["", *_table(_facts.FRAMEWORK_COLUMNS, _facts.framework_rows(snapshot))]
         if snapshot.get("imports"):

@@ -35,6 +35,11 @@ _interval = DEFAULT_INTERVAL
 _configured = False
 
 
+# The tightest interval any hook asked for (see add_hook).
+_hook_interval = float("inf")
+_hook_intervals: dict[int, float] = {}
+
+
 def _configure() -> None:
     """Read the supervisor's settings once per process."""
     global _path, _interval, _configured
@@ -67,7 +72,7 @@ def heartbeat() -> None:
     """Record that the program is making progress. Safe to call as often as you like."""
     global _last
     now = time.monotonic()
-    if now - _last < _interval and _configured:
+    if now - _last < min(_interval, _hook_interval) and _configured:
         return
     if not _configured:
         _configure()
@@ -89,17 +94,27 @@ def _notify(now: float) -> None:
             remove_hook(hook)
 
 
-def add_hook(hook: Hook) -> None:
-    """Call `hook(time.monotonic())` on every beat that passes the rate limit."""
+def add_hook(hook: Hook, interval: float | None = None) -> None:
+    """Call `hook(time.monotonic())` on every beat that passes the rate limit.
+
+    `interval`: the longest gap between notifications the hook can live with (an in-process
+    watchdog with a short timeout needs beats more often than the supervisor does).
+    """
+    global _hook_interval
     with _lock:
         if hook not in _hooks:
             _hooks.append(hook)
+            _hook_intervals[id(hook)] = interval if interval is not None else float("inf")
+        _hook_interval = min(_hook_intervals.values(), default=float("inf"))
 
 
 def remove_hook(hook: Hook) -> None:
+    global _hook_interval
     with _lock:
         if hook in _hooks:
             _hooks.remove(hook)
+            _hook_intervals.pop(id(hook), None)
+        _hook_interval = min(_hook_intervals.values(), default=float("inf"))
 
 
 def supervised() -> bool:

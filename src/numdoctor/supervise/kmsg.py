@@ -14,36 +14,48 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass, field
+from functools import cache
 
 # "python[4321]: segfault at 0 ip 00007f.. sp 00007ff.. error 4 in libc.so.6[167ad8,7fb8..+156000]"
-_SEGFAULT = re.compile(
-    r"(?P<comm>.+?)\[(?P<pid>\d+)\]: segfault at (?P<addr>[0-9a-f]+) ip (?P<ip>[0-9a-f]+) "
-    r"sp [0-9a-f]+ error (?P<error>[0-9a-f]+)(?: in (?P<vma>.*))?")
+_SEGFAULT = (r"(?P<comm>.+?)\[(?P<pid>\d+)\]: segfault at (?P<addr>[0-9a-f]+) ip (?P<ip>[0-9a-f]+) "
+             r"sp [0-9a-f]+ error (?P<error>[0-9a-f]+)(?: in (?P<vma>.*))?")
 # "traps: ill[13912] trap invalid opcode ip:5614bb12a12d sp:7fff.. error:0 in ill[112d,5614..+1000]"
-_TRAP = re.compile(
-    r"traps: (?P<comm>.+?)\[(?P<pid>\d+)\] (?:trap )?(?P<what>[a-z ]+?) ip:(?P<ip>[0-9a-f]+) "
-    r"sp:[0-9a-f]+ error:(?P<error>[0-9a-f]+)(?: in (?P<vma>.*))?")
+_TRAP = (r"traps: (?P<comm>.+?)\[(?P<pid>\d+)\] (?:trap )?(?P<what>[a-z ]+?) ip:(?P<ip>[0-9a-f]+) "
+         r"sp:[0-9a-f]+ error:(?P<error>[0-9a-f]+)(?: in (?P<vma>.*))?")
 # "in libc.so.6[167ad8,7fb81b644000+156000]" (newer kernels print the file offset first)
-_VMA = re.compile(r"(?P<file>\S+)\[(?:(?P<offset>[0-9a-f]+),)?(?P<start>[0-9a-f]+)\+"
-                  r"(?P<size>[0-9a-f]+)\]")
-_OOM = re.compile(r"(?:Memory cgroup out of memory|Out of memory)[^:]*: Killed process "
-                  r"(?P<pid>\d+) \((?P<comm>[^)]*)\)(?P<rest>.*)")
-_OOM_KILL = re.compile(r"oom-kill:.*\btask=(?P<comm>[^,]*),pid=(?P<pid>\d+)")
-_CODE = re.compile(r"^Code: (?P<bytes>.*)$")
+_VMA = (r"(?P<file>\S+)\[(?:(?P<offset>[0-9a-f]+),)?(?P<start>[0-9a-f]+)\+"
+        r"(?P<size>[0-9a-f]+)\]")
+_OOM = (r"(?:Memory cgroup out of memory|Out of memory)[^:]*: Killed process "
+        r"(?P<pid>\d+) \((?P<comm>[^)]*)\)(?P<rest>.*)")
+_OOM_KILL = r"oom-kill:.*\btask=(?P<comm>[^,]*),pid=(?P<pid>\d+)"
+_CODE = r"^Code: (?P<bytes>.*)$"
 
 
-@dataclass
+@cache
+def _pattern(source: str) -> re.Pattern[str]:
+    # Compiled when the log is first read: the log is opened before the program starts,
+    # and nothing that is not needed then may delay it.
+    return re.compile(source)
+
+
 class KernelEvent:
-    pid: int
-    kind: str  # "segfault", "invalid opcode", "general protection fault", "oom-kill", ...
-    message: str
-    ip: int | None = None
-    address: int | None = None  # the faulting data address (segfault)
-    library: str = ""  # basename of the mapping that holds ip, as the kernel prints it
-    file_offset: int | None = None  # offset of ip in that file, when the kernel gives it
-    code: bytes = b""  # instruction bytes from the kernel's "Code:" line, faulting one first
-    detail: dict[str, str] = field(default_factory=dict)
+    """One kernel log record about a process."""
+
+    def __init__(self, pid: int, kind: str, message: str, *, ip: int | None = None,
+                 address: int | None = None, detail: dict[str, str] | None = None) -> None:
+        self.pid = pid
+        self.kind = kind  # "segfault", "invalid opcode", "general protection fault", "oom-kill"
+        self.message = message
+        self.ip = ip
+        self.address = address  # the faulting data address (segfault)
+        self.library = ""  # basename of the mapping that holds ip, as the kernel prints it
+        self.file_offset: int | None = None  # offset of ip in that file, when given
+        self.code = b""  # instruction bytes from the "Code:" record, faulting one first
+        self.detail = detail or {}
+
+    def __repr__(self) -> str:
+        return (f"KernelEvent(pid={self.pid}, kind={self.kind!r}, library={self.library!r}, "
+                f"file_offset={self.file_offset}, address={self.address})")
 
 
 class KernelLog:
@@ -80,7 +92,7 @@ class KernelLog:
                 break
             _, _, message = record.partition(";")
             message = message.split("\n", 1)[0]
-            code = _CODE.match(message)
+            code = _pattern(_CODE).match(message)
             if code and self._pending is not None:
                 self._pending.code = _code_bytes(code.group("bytes"))
                 self._pending = None
@@ -101,23 +113,23 @@ class KernelLog:
 
 
 def parse(message: str) -> KernelEvent | None:
-    match = _SEGFAULT.search(message)
+    match = _pattern(_SEGFAULT).search(message)
     if match:
         event = KernelEvent(int(match["pid"]), "segfault", message, ip=int(match["ip"], 16),
                             address=int(match["addr"], 16))
         _vma(event, match["vma"])
         return event
-    match = _TRAP.search(message)
+    match = _pattern(_TRAP).search(message)
     if match:
         event = KernelEvent(int(match["pid"]), match["what"].strip(), message,
                             ip=int(match["ip"], 16))
         _vma(event, match["vma"])
         return event
-    match = _OOM.search(message)
+    match = _pattern(_OOM).search(message)
     if match:
         return KernelEvent(int(match["pid"]), "oom-kill", message,
                            detail={"comm": match["comm"], "rest": match["rest"].strip(" ,")})
-    match = _OOM_KILL.search(message)
+    match = _pattern(_OOM_KILL).search(message)
     if match:
         return KernelEvent(int(match["pid"]), "oom-kill", message, detail={"comm": match["comm"]})
     return None
@@ -126,7 +138,7 @@ def parse(message: str) -> KernelEvent | None:
 def _vma(event: KernelEvent, text: str | None) -> None:
     if not text:
         return
-    match = _VMA.search(text)
+    match = _pattern(_VMA).search(text)
     if not match:
         return
     event.library = match["file"]

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -74,14 +73,15 @@ class CommandNotFound(Exception):
         self.exit_code = exit_code
 
 
-@dataclass
 class Launch:
     """What the supervisor passes to the program's environment."""
 
-    run_dir: str
-    dump_signal: int
-    heartbeat_file: str
-    hang_timeout: float | None
+    def __init__(self, run_dir: str, dump_signal: int, heartbeat_file: str,
+                 hang_timeout: float | None) -> None:
+        self.run_dir = run_dir
+        self.dump_signal = dump_signal
+        self.heartbeat_file = heartbeat_file
+        self.hang_timeout = hang_timeout
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         env = dict(base)
@@ -204,11 +204,11 @@ def reap(expected: int | None = None) -> dict[int, int]:
     return statuses
 
 
-@dataclass
 class KillResult:
-    killed: list[int] = field(default_factory=list)
-    survivors: list[int] = field(default_factory=list)  # pids still alive (D state, other uid)
-    statuses: dict[int, int] = field(default_factory=dict)  # wait statuses reaped meanwhile
+    def __init__(self) -> None:
+        self.killed: list[int] = []
+        self.survivors: list[int] = []  # pids still alive (D state, another user's)
+        self.statuses: dict[int, int] = {}  # wait statuses reaped meanwhile
 
 
 def kill_tree(root: int, *, group: int | None, exclude: Iterable[int] = (),

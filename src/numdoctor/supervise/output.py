@@ -29,7 +29,6 @@ import threading
 import time
 import tty
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 TAIL_BYTES = 64 * 1024
 # How much of an inherited stderr file is scanned for known messages after the run.
@@ -157,14 +156,15 @@ class Channel:
             view = view[written:]
 
 
-@dataclass
 class InheritedFile:
     """A regular file the program writes directly; watched by size."""
 
-    names: tuple[str, ...]  # ("stdout",), ("stderr",) or both when they are one file
-    fd: int
-    start: int
-    path: str  # for the report; reading goes through /proc/self/fd, which survives renames
+    def __init__(self, names: tuple[str, ...], fd: int, start: int, path: str) -> None:
+        self.names = names  # ("stdout",), ("stderr",) or both when they are one file
+        self.fd = fd
+        self.start = start
+        # For the report; reading goes through /proc/self/fd, which survives renames.
+        self.path = path
 
     def size(self) -> int:
         try:
@@ -186,16 +186,16 @@ class InheritedFile:
             return b""
 
 
-@dataclass
 class Streams:
     """How the program's stdout/stderr are wired, and what we saw of them."""
 
-    child_stdout: int | None = None  # fd to hand to the program; None = inherit ours
-    child_stderr: int | None = None
-    channels: list[Channel] = field(default_factory=list)
-    files: list[InheritedFile] = field(default_factory=list)
-    unobservable: list[str] = field(default_factory=list)  # streams we cannot watch
-    _file_sizes: int = 0
+    def __init__(self) -> None:
+        self.child_stdout: int | None = None  # fd to hand to the program; None = inherit
+        self.child_stderr: int | None = None
+        self.channels: list[Channel] = []
+        self.files: list[InheritedFile] = []
+        self.unobservable: list[str] = []  # streams we cannot watch
+        self._file_sizes = 0
 
     def start(self) -> None:
         for channel in self.channels:

@@ -23,19 +23,19 @@ import re
 import resource
 import select
 import shlex
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from numdoctor.supervise import launcher, output
 from numdoctor.supervise.waitstatus import Exit, from_wait_status
 
+TYPE_CHECKING = False  # typing itself is not imported before the program starts
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from numdoctor.findings import Finding, Report
 
 HANG_EXIT = 124
@@ -44,35 +44,45 @@ SNAPSHOT_EVERY = 300.0
 _PYTHON_EXE = re.compile(r"^(?:python|pypy)[\d.]*[dmu]*$")
 
 
-@dataclass
 class Options:
-    command: list[str]
-    hang_timeout: float | None = None
-    spin_timeout: float | None = None  # None: the same as hang_timeout; 0: never act on it
-    timeout: float | None = None
-    env: dict[str, str] | None = None
-    cwd: str | None = None
-    interval: float | None = None  # seconds between samples (default: from the timeouts)
-    tool_timeout: float = 5.0  # per py-spy/gdb call
-    # isolate(): the first SIGINT/SIGTERM (the caller was interrupted or died) already stops
-    # the program, instead of being forwarded to it.
-    first_stop_kills: bool = False
-    # Build the report after a success too (--report); without it a success costs nothing
-    # beyond the exit status.
-    report_always: bool = True
+    """What to run and how to watch it. (Plain classes, not dataclasses, in everything that
+    is imported before the program starts: each millisecond there delays the program.)"""
+
+    def __init__(self, command: list[str], *, hang_timeout: float | None = None,
+                 spin_timeout: float | None = None, timeout: float | None = None,
+                 env: dict[str, str] | None = None, cwd: str | None = None,
+                 interval: float | None = None, tool_timeout: float = 5.0,
+                 first_stop_kills: bool = False, report_always: bool = True) -> None:
+        self.command = list(command)
+        self.hang_timeout = hang_timeout
+        # None: the same as hang_timeout; 0: never act on spinning.
+        self.spin_timeout = spin_timeout
+        self.timeout = timeout
+        self.env = env
+        self.cwd = cwd
+        self.interval = interval  # seconds between samples (default: from the timeouts)
+        self.tool_timeout = tool_timeout  # per py-spy/pystack/gdb call
+        # isolate(): the first SIGINT/SIGTERM (the caller was interrupted or died) already
+        # stops the program, instead of being forwarded to it.
+        self.first_stop_kills = first_stop_kills
+        # Build the report after a success too (--report); without it a success costs
+        # nothing beyond the exit status.
+        self.report_always = report_always
 
 
-@dataclass
 class Outcome:
-    exit_code: int
-    status: str  # ok, exit, signal, crash, oom, hang, spinning, timeout, interrupted
-    report: Report | None  # None only after a success with report_always=False
-    facts: Any = None
-    leftovers: list[int] = field(default_factory=list)  # processes killed after the exit
-    # Worth telling the user on stderr: any failure but a plain non-zero exit, and a plain
-    # non-zero exit when something was observed at run time (a recognised message, a crashed
-    # worker, a leak) - not merely what the snapshot rules say about the environment.
-    noteworthy: bool = False
+    def __init__(self, exit_code: int, status: str, report: Report | None, facts: Any = None,
+                 leftovers: list[int] | None = None, noteworthy: bool = False) -> None:
+        self.exit_code = exit_code
+        # ok, exit, signal, crash, oom, hang, spinning, timeout, interrupted
+        self.status = status
+        self.report = report  # None only after a success with report_always=False
+        self.facts = facts
+        self.leftovers = leftovers or []  # processes killed after the program exited
+        # Worth telling the user on stderr: any failure but a plain non-zero exit, and a
+        # plain non-zero exit when something was observed at run time (a recognised message,
+        # a crashed worker, a leak) - not merely what the snapshot rules say.
+        self.noteworthy = noteworthy
 
 
 def supervise(options: Options) -> Outcome:
@@ -89,19 +99,18 @@ class _Supervision:
         # samples only feed the memory series, and once a second leaves the CPUs alone.
         self.interval = options.interval or (
             min(0.5, max(0.05, min(limits) / 20)) if limits else 1.0)
-        self.run_dir = tempfile.mkdtemp(prefix="numdoctor-run-")
+        self.run_dir = _private_directory()
         self.heartbeat_file = os.path.join(self.run_dir, "heartbeat")
         with open(self.heartbeat_file, "w"):
             pass
         self.dump_signal = launcher.default_dump_signal()
-        from numdoctor.supervise.messages import MessageScanner
-
-        self.scanner = MessageScanner()
+        self.scanner = None  # the message scanner, created once the program has started
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
         self.main_status: int | None = None
-        self.snapshot = None
-        self.snapshot_pid: int | None = None
+        self.capture = None  # the latest facts.Capture of the program's main process
+        self._snapshot = None  # its Snapshot, built when a report needs it
+        self._snapshot_built_from = None
         self.mapped: set[str] = set()
         self.paused = 0.0  # seconds the program spent stopped by Ctrl-Z
         self.stop_signal = signal.SIGINT  # what ended an interrupted run
@@ -109,7 +118,7 @@ class _Supervision:
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_lock = threading.Lock()
         self._snapshot_serial = 0  # snapshots started
-        self._snapshot_taken = 0  # serial of the one in self.snapshot
+        self._snapshot_taken = 0  # serial of the one in self.capture
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -122,7 +131,7 @@ class _Supervision:
         self.kernel = KernelLog()
         if self.kernel.unavailable:
             self.notes.append(self.kernel.unavailable)
-        self.streams = output.plan(self.scanner.feed)
+        self.streams = output.plan(lambda data: self.scanner.feed(data))
         self.signals = Signals()
         launch = launcher.Launch(self.run_dir, self.dump_signal, self.heartbeat_file,
                                  self.options.hang_timeout)
@@ -135,6 +144,9 @@ class _Supervision:
                                             stderr=self.streams.child_stderr,
                                             cwd=self.options.cwd)
             finally:
+                from numdoctor.supervise.messages import MessageScanner
+
+                self.scanner = MessageScanner()
                 self.streams.start()  # closes our copies of the program's ends
             self.started = time.monotonic()
             try:
@@ -146,6 +158,8 @@ class _Supervision:
         finally:
             self.signals.restore()
             self.kernel.close()
+            import shutil
+
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _supervise(self) -> Outcome:
@@ -284,7 +298,7 @@ class _Supervision:
 
     def _collect_snapshot(self, pid: int, infos: dict[int, dict], nice: bool,
                           serial: int) -> None:
-        from numdoctor.supervise.facts import collect_outside
+        from numdoctor.supervise.facts import capture
 
         if nice:
             try:  # this thread only: Linux priorities are per thread
@@ -294,17 +308,35 @@ class _Supervision:
         started = time.perf_counter()
         self._learn_sites(infos)
         try:
-            snapshot = collect_outside(pid, infos.get(pid), started=self.started)
+            taken = capture(pid, infos.get(pid))
         except Exception as exc:  # a bug in a collector must not end the supervision
             self.notes.append(f"snapshot of pid {pid} failed: {type(exc).__name__}: {exc}")
             return
         with self._snapshot_lock:
             if serial >= self._snapshot_taken:  # an older, slower one must not win
                 self._snapshot_taken = serial
-                self.snapshot, self.snapshot_pid = snapshot, pid
-            self.mapped.update(lib.path for lib in snapshot.libraries)
+                self.capture = taken
+            self.mapped.update(m.path for m in taken.maps if m.path.startswith("/"))
         self.timings["snapshot"] = self.timings.get("snapshot", 0.0) + \
             time.perf_counter() - started
+
+    def snapshot(self):
+        """The Snapshot of the latest capture, built on first use (pip lookups and system
+        facts cost more than the capture, and are only needed for a report)."""
+        from numdoctor.supervise.facts import build
+
+        taken = self.capture
+        if taken is None:
+            return None
+        if self._snapshot_built_from is not taken:
+            try:
+                self._snapshot = build(taken, self.started)
+            except Exception as exc:
+                self.notes.append(f"snapshot of pid {taken.pid} failed: "
+                                  f"{type(exc).__name__}: {exc}")
+                self._snapshot = None
+            self._snapshot_built_from = taken
+        return self._snapshot
 
     def _learn_sites(self, infos: dict[int, dict]) -> None:
         from numdoctor.supervise.classify import add_site_dirs
@@ -464,18 +496,20 @@ class _Supervision:
         if region:
             self.scanner.scan_all(region)
         libs = []
-        if self.snapshot is not None:
-            libs = [describe_library(lib) for lib in self.snapshot.libs("openmp")]
+        snapshot = self.snapshot()
+        if snapshot is not None:
+            libs = [describe_library(lib) for lib in snapshot.libs("openmp")]
         context = Context(openmp_libraries=libs, cpu_flags=isa.cpu_flags(),
                           main_pid=self.child.pid)
         return findings(self.scanner.hits, context)
 
     def _snapshot_findings(self) -> list[Finding]:
-        if self.snapshot is None:
+        snapshot = self.snapshot()
+        if snapshot is None:
             return []
         from numdoctor.rules import apply_rules
 
-        return [f for f in apply_rules(self.snapshot) if f.code != "ND000"]
+        return [f for f in apply_rules(snapshot) if f.code != "ND000"]
 
     # -- the program exited -----------------------------------------------------------------
     def _exited(self) -> Outcome:
@@ -613,6 +647,8 @@ class _Supervision:
             annotate(thread.frames)
         view = by_pid.get(pid)
         proc = self.monitor.known(pid)
+        import shutil
+
         # Files the kernel log may name: libraries seen in snapshots, and the executable
         # (read when the process appeared, or found from its command line).
         with self._snapshot_lock:
@@ -676,7 +712,7 @@ class _Supervision:
             command=list(self.options.command), status=status, exit_code=exit_code,
             program_exit=program_exit, duration=time.monotonic() - self.started,
             headline=headline, findings=findings,
-            snapshot=self.snapshot.to_dict() if self.snapshot is not None else None,
+            snapshot=self.snapshot().to_dict() if self.snapshot() is not None else None,
             views=views, stacks=stacks, crash_dumps=crash_dumps,
             wiring=self.streams.describe(), stderr_tail=self.streams.stderr_tail(),
             resources=resources, gpu=gpu_data, notes=self.notes, timings=self.timings,
@@ -684,6 +720,19 @@ class _Supervision:
         incident = status in ("hang", "spinning", "timeout", "interrupted")
         return Outcome(exit_code=exit_code, status=status, report=build(facts), facts=facts,
                        leftovers=[] if incident else killed, noteworthy=incident)
+
+
+def _private_directory() -> str:
+    """A fresh 0700 directory for the run's files (tempfile.mkdtemp without its imports)."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(100):
+        path = os.path.join(base, f"numdoctor-run-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"cannot create a private directory in {base}")
 
 
 def _cmdline(pid: int) -> list[str]:

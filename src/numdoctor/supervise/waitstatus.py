@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 
 # What the signals that end programs mean, in the words a shell prints.
 SIGNAL_WORDS = {
@@ -38,11 +37,25 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-@dataclass(frozen=True)
 class Exit:
-    code: int  # what numdoctor exits with: the program's code, or 128+N for signal N
-    signal: int | None = None
-    core_dumped: bool = False
+    """How a process ended, as a shell reports it."""
+
+    __slots__ = ("code", "core_dumped", "signal")
+
+    def __init__(self, code: int, signal: int | None = None, core_dumped: bool = False) -> None:
+        self.code = code  # what numdoctor exits with: the status, or 128+N for signal N
+        self.signal = signal
+        self.core_dumped = core_dumped
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Exit) and (self.code, self.signal, self.core_dumped) == (
+            other.code, other.signal, other.core_dumped)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.signal, self.core_dumped))
+
+    def __repr__(self) -> str:
+        return f"Exit(code={self.code}, signal={self.signal}, core_dumped={self.core_dumped})"
 
     @property
     def signal_name(self) -> str:
