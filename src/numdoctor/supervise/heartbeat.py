@@ -35,9 +35,16 @@ _interval = DEFAULT_INTERVAL
 _configured = False
 
 
-# The tightest interval any hook asked for (see add_hook).
+# The tightest interval any hook asked for (see add_hook), and the rate limit heartbeat()
+# applies: kept precomputed because heartbeat() sits in users' innermost loops.
 _hook_interval = float("inf")
 _hook_intervals: dict[int, float] = {}
+_limit = 0.0
+
+
+def _update_limit() -> None:
+    global _limit
+    _limit = min(_interval, _hook_interval)
 
 
 def _configure() -> None:
@@ -54,6 +61,7 @@ def _configure() -> None:
             pass
     _interval = interval
     _configured = True
+    _update_limit()
 
 
 def _forget_configuration() -> None:
@@ -72,7 +80,7 @@ def heartbeat() -> None:
     """Record that the program is making progress. Safe to call as often as you like."""
     global _last
     now = time.monotonic()
-    if now - _last < min(_interval, _hook_interval) and _configured:
+    if now - _last < _limit and _configured:
         return
     if not _configured:
         _configure()
@@ -106,6 +114,7 @@ def add_hook(hook: Hook, interval: float | None = None) -> None:
             _hooks.append(hook)
             _hook_intervals[id(hook)] = interval if interval is not None else float("inf")
         _hook_interval = min(_hook_intervals.values(), default=float("inf"))
+        _update_limit()
 
 
 def remove_hook(hook: Hook) -> None:
@@ -115,6 +124,7 @@ def remove_hook(hook: Hook) -> None:
             _hooks.remove(hook)
             _hook_intervals.pop(id(hook), None)
         _hook_interval = min(_hook_intervals.values(), default=float("inf"))
+        _update_limit()
 
 
 def supervised() -> bool:
