@@ -38,7 +38,12 @@ def check(client: Any, *, imports: Sequence[str] | None = None,
 
 
 class ProgressBar:
-    """A rich progress bar on stderr while members answer; a no-op when not wanted."""
+    """A rich progress bar on stderr while members answer; a no-op when not wanted.
+
+    Subclasses (the fleet probe's bar) change only `first_description` and `update`.
+    """
+
+    first_description = "asking the scheduler for its workers"
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = enabled
@@ -64,7 +69,7 @@ class ProgressBar:
 
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                             MofNCompleteColumn(), console=console, transient=True)
-        self.task = self.bar.add_task("asking the scheduler for its workers", total=None)
+        self.task = self.bar.add_task(self.first_description, total=None)
         self.bar.start()
         return self.update
 

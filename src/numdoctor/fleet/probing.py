@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numdoctor.fleet import runner
+from numdoctor.fleet.api import ProgressBar
 from numdoctor.probe.canaries import Canary
 from numdoctor.probe.engine import (
     Failure,
@@ -668,36 +669,10 @@ def _stack_of(thread: threading.Thread) -> str:
 
 # -- progress --------------------------------------------------------------------------------
 
-class ProbeProgressBar:
-    """A rich progress bar on stderr while the probe runs; a no-op when not wanted."""
+class ProbeProgressBar(ProgressBar):
+    """The fleet check's progress bar, with the probe's own events."""
 
-    def __init__(self, enabled: bool | None = None) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Progress | None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        enabled = self.enabled
-        if enabled is None:
-            enabled = console.is_terminal or console.is_jupyter
-        if not enabled:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-        )
-
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), console=console, transient=True)
-        self.task = self.bar.add_task("probe", total=None)
-        self.bar.start()
-        return self.update
+    first_description = "probe"
 
     def update(self, event: dict) -> None:
         kind = event.get("event")
