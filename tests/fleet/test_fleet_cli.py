@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
+from fleet_helpers import base_env, report_json, run_cli
 
-from conftest import base_env, report_json, run_cli
 from numdoctor.cli import main
 
 

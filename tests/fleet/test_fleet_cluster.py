@@ -6,9 +6,9 @@ import json
 import os
 
 import pytest
+from fleet_helpers import report_json, run_cli
 
 import numdoctor.fleet
-from conftest import report_json, run_cli
 from numdoctor.findings import Report
 from numdoctor.render import render
 

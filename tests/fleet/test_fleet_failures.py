@@ -6,9 +6,9 @@ import threading
 import time
 
 import pytest
+from fleet_helpers import HERE, NANNY_LIKE, Fleet, base_env, wait_for_file
 
 import numdoctor.fleet
-from conftest import HERE, NANNY_LIKE, Fleet, base_env, wait_for_file
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from fleet_helpers import HERE, NANNY_LIKE, Fleet, base_env, report_json, run_cli, wait_for_file
 
 import numdoctor.fleet
 import numdoctor.fleet.probing
-from conftest import HERE, NANNY_LIKE, Fleet, base_env, report_json, run_cli, wait_for_file
 from numdoctor.cli import main
 from numdoctor.findings import Report
 from numdoctor.fleet.probe_report import build_report

@@ -6,8 +6,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-
-from conftest import PYTHON, codes, numdoctor_run, report, script
+from run_helpers import PYTHON, codes, numdoctor_run, report, script
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 124, 127, 255])

@@ -13,8 +13,7 @@ import sys
 import time
 
 import pytest
-
-from conftest import PYTHON, codes, has_module, numdoctor_run, report, script, stacks_text
+from run_helpers import PYTHON, codes, has_module, numdoctor_run, report, script, stacks_text
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from run_helpers import PYTHON, build_c, codes, numdoctor_run, report, script
 
-from conftest import PYTHON, build_c, codes, numdoctor_run, report, script
 from numdoctor.supervise.messages import Context, MessageScanner, findings
 
 

@@ -8,7 +8,7 @@ import select
 import subprocess
 import sys
 
-from conftest import PYTHON, numdoctor_run, script
+from run_helpers import PYTHON, numdoctor_run, script
 
 # A million lines, some with bytes that text layers like to mangle: NUL, invalid UTF-8, a
 # carriage return, a line without a newline at the very end.
@@ -153,7 +153,7 @@ def test_quiet_on_success_and_exit_status_passed_through(tmp_path, mark):
 
 
 def test_report_is_written_after_a_success_too(tmp_path, mark):
-    from conftest import report
+    from run_helpers import report
 
     target = tmp_path / "report.json"
     result = numdoctor_run("--report", str(target), "--", PYTHON, "-c", "print(1)",

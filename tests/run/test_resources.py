@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from run_helpers import PYTHON, build_c, codes, numdoctor_run, report, script
 
-from conftest import PYTHON, build_c, codes, numdoctor_run, report, script
 from numdoctor.supervise import cgroup, isa
 from numdoctor.supervise.diagnose import steady_growth
 

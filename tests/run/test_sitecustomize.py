@@ -6,8 +6,7 @@ import os
 import subprocess
 
 import pytest
-
-from conftest import PYTHON, numdoctor_run, report, script, stacks_text
+from run_helpers import PYTHON, numdoctor_run, report, script, stacks_text
 
 
 def _user_site(tmp_path, body: str):
