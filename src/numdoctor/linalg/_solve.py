@@ -281,14 +281,10 @@ def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
     if small:
         _small_batch(A_b, B_b, X, bk, dtype, threshold, b_bad, b_where)
     for ix in () if small else np.ndindex(*batch):
-        ai = A_b[ix]
         if n == 0:
             continue
-        f = factorize(ai, kind, dtype)
-        if not np.isfinite(f.anorm) and not np.isfinite(ai).all():
-            where, count, _ = nonfinite_entries(ai)
-            bk.mark_nonfinite(ix, "A", [tuple(ix) + w for w in where], count)
-            X[ix] = np.nan
+        f = _factorize_finite(A_b[ix], ix, kind, dtype, bk, X)
+        if f is None:
             continue
         if b_bad is not None and b_bad[ix]:
             bk.mark_nonfinite(ix, "b", b_where[0], b_where[1])
@@ -366,14 +362,10 @@ def _inv_numpy(A: Any, kind: str, pol: Policy, return_info: bool):
     X = np.empty(a.shape, dtype=dtype)
     bk = _Batch.empty(batch, _METHOD[kind])
     for ix in np.ndindex(*batch):
-        ai = a[ix]
         if n == 0:
             continue
-        f = factorize(ai, kind, dtype)
-        if not np.isfinite(f.anorm) and not np.isfinite(ai).all():
-            where, count, _ = nonfinite_entries(ai)
-            bk.mark_nonfinite(ix, "A", [tuple(ix) + w for w in where], count)
-            X[ix] = np.nan
+        f = _factorize_finite(a[ix], ix, kind, dtype, bk, X)
+        if f is None:
             continue
         if f.info > 0:
             bk.status[ix] = Status.NOT_POSITIVE_DEFINITE if f.kind == "chol" else Status.SINGULAR
@@ -402,3 +394,15 @@ def _inv_numpy(A: Any, kind: str, pol: Policy, return_info: bool):
     if not return_info:
         return X
     return X, _info(bk, dtype, threshold, scalar=not batch)
+
+
+def _factorize_finite(ai, ix, kind, dtype, bk, X):
+    """Factorize one matrix of a batch, or mark its slice non-finite (NaN result) and return
+    None: shared by solve and inv."""
+    f = factorize(ai, kind, dtype)
+    if not np.isfinite(f.anorm) and not np.isfinite(ai).all():
+        where, count, _ = nonfinite_entries(ai)
+        bk.mark_nonfinite(ix, "A", [tuple(ix) + w for w in where], count)
+        X[ix] = np.nan
+        return None
+    return f

@@ -107,8 +107,8 @@ def read_memtotal(path: Path) -> int | None:
 
 # -- cgroups -----------------------------------------------------------------------------------
 
-def _parse_mountinfo(path: Path) -> list[tuple[str, str, str, set[str]]]:
-    """(fstype, root, mount point, super options) of every cgroup mount."""
+def parse_mountinfo(path: Path) -> list[tuple[str, str, str, frozenset[str]]]:
+    """(fstype, root, mount point, super options) of every cgroup mount in a mountinfo file."""
     mounts = []
     try:
         lines = path.read_text().splitlines()
@@ -116,16 +116,31 @@ def _parse_mountinfo(path: Path) -> list[tuple[str, str, str, set[str]]]:
         return mounts
     for line in lines:
         left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields = left.split()
-        after = right.split()
-        if len(fields) < 5 or len(after) < 3:
-            continue
-        fstype = after[0]
-        if fstype in ("cgroup", "cgroup2"):
-            mounts.append((fstype, fields[3], fields[4], set(after[2].split(","))))
+        fields, after = left.split(), right.split()
+        if sep and len(fields) >= 5 and len(after) >= 3 and after[0] in ("cgroup", "cgroup2"):
+            mounts.append((after[0], fields[3], fields[4], frozenset(after[2].split(","))))
     return mounts
+
+
+def parse_proc_cgroup(path: Path) -> tuple[dict[str, str], str | None] | None:
+    """(v1 controller -> path, v2 path) from a /proc/<pid>/cgroup file; None if unreadable."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    v1: dict[str, str] = {}
+    v2_path: str | None = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, cg_path = parts
+        if hierarchy == "0" and controllers == "":
+            v2_path = cg_path
+        else:
+            for controller in controllers.split(","):
+                v1[controller] = cg_path
+    return v1, v2_path
 
 
 def _cgroup_dir(mount_root: str, mount_point: str, cg_path: str, root: Path) -> Path:
@@ -156,23 +171,11 @@ def read_cgroup(proc_self: Path = Path("/proc/self"), root: Path = Path("/")) ->
     says "max" itself, so we walk from the leaf up to the mount point.
     """
     info = CgroupInfo()
-    try:
-        lines = (proc_self / "cgroup").read_text().splitlines()
-    except OSError:
+    parsed = parse_proc_cgroup(proc_self / "cgroup")
+    if parsed is None:
         return info
-    v1: dict[str, str] = {}
-    v2_path: str | None = None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        hierarchy, controllers, path = parts
-        if hierarchy == "0" and controllers == "":
-            v2_path = path
-        else:
-            for controller in controllers.split(","):
-                v1[controller] = path
-    mounts = _parse_mountinfo(proc_self / "mountinfo")
+    v1, v2_path = parsed
+    mounts = parse_mountinfo(proc_self / "mountinfo")
 
     if "cpu" in v1 or "memory" in v1:
         info.version = 1

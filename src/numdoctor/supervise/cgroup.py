@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from numdoctor.snapshot.system import parse_mountinfo, parse_proc_cgroup
+
 _V1_UNLIMITED = 1 << 60
 
 
@@ -67,36 +69,17 @@ def _counter(path: Path, key: str) -> int | None:
 
 @lru_cache(maxsize=1)
 def _mounts() -> tuple[tuple[str, str, str, frozenset[str]], ...]:
-    """(fstype, root, mount point, super options) of the cgroup mounts we can see."""
-    mounts = []
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return ()
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        fields, after = left.split(), right.split()
-        if sep and len(fields) >= 5 and len(after) >= 3 and after[0] in ("cgroup", "cgroup2"):
-            mounts.append((after[0], fields[3], fields[4], frozenset(after[2].split(","))))
-    return tuple(mounts)
+    """The cgroup mounts we can see (they do not change while we run)."""
+    return tuple(parse_mountinfo(Path("/proc/self/mountinfo")))
 
 
 def memory_cgroup(pid: int) -> MemoryCgroup | None:
     """The memory cgroup `pid` is in now, or None when it cannot be found."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
+    parsed = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup"))
+    if parsed is None:
         return None
-    v1_path = v2_path = None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        hierarchy, controllers, path = parts
-        if hierarchy == "0" and controllers == "":
-            v2_path = path
-        elif "memory" in controllers.split(","):
-            v1_path = path
+    v1, v2_path = parsed
+    v1_path = v1.get("memory")
     for fstype, root, mount_point, options in _mounts():
         if v1_path is not None and fstype == "cgroup" and "memory" in options:
             return MemoryCgroup(1, _join(mount_point, root, v1_path))
