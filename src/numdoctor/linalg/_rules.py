@@ -189,7 +189,11 @@ def discrepancy(
 ) -> tuple[float | None, str]:
     """λ with ρ(λ) = target, or ``(None, reason)`` when no λ in the usable range gives it.
 
-    ``unit`` converts norms back to the caller's units for the message.
+    ``unit`` converts norms back to the caller's units for the message. The classical target
+    τ·‖e‖ is kept on purpose. Targets lowered towards the expected noise residual,
+    σ²·tr((I−H)²) or σ²(m − tr H), have roots that noise decides, and they undersmooth
+    catastrophically on severely ill-posed problems. See "Corrections of the discrepancy
+    target" in docs/linalg.md.
     """
     t2 = target**2
     lo, hi = float(lam[0]), float(lam[-1])
