@@ -1,5 +1,3 @@
-import sys
+from numdoctor.cli import entry
 
-from numdoctor.cli import main
-
-sys.exit(main())
+entry()

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from numdoctor.rules import all_rules, apply_rules
+from numdoctor.snapshot.known_pairs import find_known_incompatible
 from numdoctor.snapshot.model import (
     BinaryFacts,
     ExtensionModule,
@@ -48,6 +49,8 @@ def _populated() -> Snapshot:
         symbol_clashes=[SymbolClash(symbols=["dgemm_"], libraries=[
             SymbolExporter(path="/l/a.so"), SymbolExporter(path="/l/b.so")])],
     )
+    # As the collector matches them against the table of known pairs.
+    snapshot.binary.known_incompatible = find_known_incompatible(snapshot.binary.distributions)
     return snapshot
 
 

@@ -9,7 +9,7 @@ from binary_helpers import collect_report, findings, run_check
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from numdoctor.rules.binary import known_incompatibilities
+from numdoctor.snapshot.known_pairs import known_incompatibilities
 from numdoctor.snapshot.requirements import find_conflicts, installed_distributions
 
 

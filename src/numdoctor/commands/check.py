@@ -8,6 +8,10 @@ import sys
 
 from numdoctor.commands._options import FAIL_ON, add_output_options
 
+# Once the report is written nothing is left to clean up (the collector child is killed and
+# reaped, its scratch files are anonymous): see numdoctor.cli.entry.
+EXIT_WITHOUT_TEARDOWN = True
+
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -66,9 +70,9 @@ def default_modules() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Only what starting the collector needs is imported before it forks; the rest loads in
+    # parallel with the child's imports (`_prepare`) or after.
     from numdoctor.cli import UsageError
-    from numdoctor.findings import Report
-    from numdoctor.rules import apply_rules
     from numdoctor.snapshot.isolated import collect_isolated
 
     if args.timeout <= 0:
@@ -80,23 +84,37 @@ def run(args: argparse.Namespace) -> int:
         snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
                                     while_waiting=lambda: _prepare(args.format),
                                     scan_abi=args.scan_abi, confirm_abi=args.confirm_abi)
-    report = Report(kind="check", findings=apply_rules(snapshot), snapshot=snapshot.to_dict())
     from numdoctor.commands._common import emit_report
+    from numdoctor.findings import Report
+    from numdoctor.rules import apply_rules
+
+    report = Report(kind="check", findings=apply_rules(snapshot), snapshot=snapshot.to_dict())
 
     emit_report(report, args.format, args.output)
     return 1 if report.fails(args.fail_on) else 0
 
 
 def _prepare(fmt: str) -> None:
-    """Load the rules and the renderer while the collector imports the frameworks."""
+    """Load the rules, the snapshot assembly and the renderer while the collector imports."""
     import importlib
 
     from numdoctor.rules import all_rules
 
     all_rules()
-    importlib.import_module({"json": "numdoctor.render.json_format",
-                             "markdown": "numdoctor.render.markdown"}.get(fmt,
-                                                                          "numdoctor.render.text"))
+    renderer = {"json": "numdoctor.render.json_format",
+                "markdown": "numdoctor.render.markdown"}.get(fmt, "numdoctor.render.text")
+    for module in ("numdoctor.findings", "numdoctor.commands._common",
+                   "numdoctor.snapshot.collect", "numdoctor.snapshot.binary", renderer):
+        importlib.import_module(module)
+    if fmt == "text":
+        # rich sets up its tables and caches on the first render; do that one now, on an
+        # empty report, rather than after the collector has answered.
+        from numdoctor.findings import Report
+        from numdoctor.render import render
+        from numdoctor.snapshot.model import Snapshot
+
+        render(Report(kind="check", findings=[], snapshot=Snapshot().to_dict()), "text",
+               color=False)
 
 
 class _progress:

@@ -3,20 +3,13 @@ version conflicts and BLAS/LAPACK symbol interposition."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules.registry import get, rule
 from numdoctor.snapshot.model import ExtensionModule, NumpyBuild, Snapshot
+from numdoctor.snapshot.requirements import canonicalize_name
 
 _NUMPY2_BUILD = "built with numpy>=2.0.0rc1"
 _NUMPY1_MESSAGES = ("compiled using NumPy 1.x", "_ARRAY_API not found",
@@ -24,56 +17,6 @@ _NUMPY1_MESSAGES = ("compiled using NumPy 1.x", "_ARRAY_API not found",
 _NEWER_API_MESSAGES = ("compiled against NumPy C-API version", "compiled against API version",
                        "compiled against NumPy 2.0 but running on NumPy 1.x")
 _MAX_LISTED = 6
-
-
-# -- the data table -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class KnownPair:
-    distribution: str  # canonical name
-    affected: SpecifierSet
-    other: str  # canonical name
-    other_versions: SpecifierSet
-    problem: str
-    fixed_in: str
-    source: str
-
-
-@cache
-def known_incompatibilities() -> tuple[KnownPair, ...]:
-    """The entries of data/known_incompatibilities.json (validated once)."""
-    text = resources.files("numdoctor").joinpath("data/known_incompatibilities.json") \
-        .read_text(encoding="utf-8")
-    pairs = []
-    for i, entry in enumerate(json.loads(text)["entries"]):
-        try:
-            pairs.append(KnownPair(
-                distribution=canonicalize_name(entry["distribution"]),
-                affected=SpecifierSet(entry["affected"]),
-                other=canonicalize_name(entry["with"]),
-                other_versions=SpecifierSet(entry["with_versions"]),
-                problem=entry["problem"], fixed_in=entry["fixed_in"], source=entry["source"],
-            ))
-        except (KeyError, InvalidSpecifier) as exc:
-            raise ValueError(f"known_incompatibilities.json entry {i} is invalid: {exc}") from exc
-    return tuple(pairs)
-
-
-def _contains(spec: SpecifierSet, version: str) -> bool:
-    try:
-        return spec.contains(Version(version), prereleases=True)
-    except InvalidVersion:
-        return False
-
-
-def _known_fix(distribution: str, version: str, other: str, other_version: str
-               ) -> KnownPair | None:
-    key = canonicalize_name(distribution)
-    for pair in known_incompatibilities():
-        if pair.distribution == key and pair.other == other \
-                and _contains(pair.affected, version) \
-                and _contains(pair.other_versions, other_version):
-            return pair
-    return None
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -203,7 +146,9 @@ def _abi001_fix(ext: ExtensionModule, numpy: NumpyBuild) -> str:
         name = ext.module or ext.path
         return (f"Rebuild {name} against NumPy 2 headers (build it {_NUMPY2_BUILD}); such a "
                 "build works with NumPy 1.x and 2.x. Or pin 'numpy<2' in this environment.")
-    known = _known_fix(ext.distribution, ext.distribution_version, "numpy", numpy.version)
+    from numdoctor.snapshot.known_pairs import known_pair
+
+    known = known_pair(ext.distribution, ext.distribution_version, "numpy", numpy.version)
     if known is not None:
         return (f"pip install '{ext.distribution}>={known.fixed_in}' — {known.fixed_in} is the "
                 f"first {ext.distribution} release built for NumPy 2 (source: {known.source}). "
@@ -411,21 +356,17 @@ def version_conflicts(snapshot: Snapshot) -> Iterator[Finding]:
         )
     covered = {canonicalize_name(e.distribution) for e in binary.extensions
                if e.distribution and e.numpy_headers == "1.x"}
-    for pair in known_incompatibilities():
-        version = binary.distributions.get(pair.distribution)
-        other_version = binary.distributions.get(pair.other)
-        if version is None or other_version is None or pair.distribution in covered:
+    for pair in binary.known_incompatible:
+        if pair.distribution in covered:
             continue  # ABI001 reports the same problem with the binaries as evidence
-        if not (_contains(pair.affected, version)
-                and _contains(pair.other_versions, other_version)):
-            continue
         yield get("VER001").finding(
-            [f"installed: {pair.distribution} {version} and {pair.other} {other_version}",
+            [f"installed: {pair.distribution} {pair.version} and {pair.other} "
+             f"{pair.other_version}",
              f"known incompatible: {pair.distribution} {pair.affected} with {pair.other} "
              f"{pair.other_versions} — {pair.problem}",
              f"source: {pair.source}"],
-            title=f"{pair.distribution} {version} does not work with {pair.other} "
-                  f"{other_version}",
+            title=f"{pair.distribution} {pair.version} does not work with {pair.other} "
+                  f"{pair.other_version}",
             why=pair.problem,
             fix=(f"pip install '{pair.distribution}>={pair.fixed_in}' (the first fixed release), "
                  f"or install {pair.other} outside `{pair.other_versions}`."),

@@ -8,7 +8,6 @@ every code the tool can print.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -23,9 +22,17 @@ class Rule:
     code: str
     title: str
     severity: Severity  # the usual severity; a finding may be raised or lowered with reason
-    explanation: str  # Markdown: what it means, why it matters, how to fix it
+    doc: str  # the explanation as written (a docstring, indented)
     check: Check | None = None  # None: emitted by another stage (run, probe, ...)
     source: str = "check"  # which stage emits it
+
+    @property
+    def explanation(self) -> str:
+        """Markdown: what it means, why it matters, how to fix it."""
+        # Cleaned on demand: inspect is a heavy import for the `check` start-up path.
+        import inspect
+
+        return inspect.cleandoc(self.doc)
 
     def finding(
         self,
@@ -62,7 +69,7 @@ def rule(code: str, title: str, severity: Severity) -> Callable[[Check], Check]:
     """Register a snapshot rule; its docstring is the explanation `numdoctor explain` prints."""
 
     def decorate(check: Check) -> Check:
-        _register(Rule(code, title, severity, inspect.cleandoc(check.__doc__ or ""), check))
+        _register(Rule(code, title, severity, check.__doc__ or "", check))
         return check
 
     return decorate
@@ -71,7 +78,7 @@ def rule(code: str, title: str, severity: Severity) -> Callable[[Check], Check]:
 def describe(code: str, title: str, severity: Severity, explanation: str,
              source: str) -> Rule:
     """Register a code that a stage other than the snapshot rules emits."""
-    return _register(Rule(code, title, severity, inspect.cleandoc(explanation), None, source))
+    return _register(Rule(code, title, severity, explanation, None, source))
 
 
 def get(code: str) -> Rule:

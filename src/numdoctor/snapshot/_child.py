@@ -1,9 +1,11 @@
 """The collector subprocess: import modules in order, then collect a Snapshot.
 
-Run as `python -m numdoctor.snapshot._child ARGS_JSON`. Progress goes to an inherited pipe
-as JSON lines so the parent can tell which import is running if we hang or die; the snapshot
-goes to a file. Nothing but the standard library is imported before the user's modules, so
-the import order under test is exactly the requested one.
+Run as `python -m numdoctor.snapshot._child ARGS_JSON`, or called in a forked clean copy of
+`numdoctor check`. Progress goes to an inherited pipe as JSON lines so the parent can tell
+which import is running if we hang or die; the last line carries the live facts
+(numdoctor.snapshot.live), from which the parent assembles the snapshot. Nothing but the
+standard library is imported before the user's modules, so the import order under test is
+exactly the requested one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def main() -> int:
 def run(args: dict) -> int:
     """Import, collect, report. Called in a spawned interpreter or in a forked clean one."""
     events = os.fdopen(args["events_fd"], "w", buffering=1, encoding="utf-8")
-    dump = open(args["dump_file"], "w", buffering=1, encoding="utf-8")
+    dump = os.fdopen(args["dump_fd"], "w", buffering=1, encoding="utf-8")
     # Fatal signals print the traceback of every thread; SIGUSR1 asks for one on demand (the
     # parent sends it before killing a hung import). Both work while C code holds the GIL.
     faulthandler.enable(file=dump, all_threads=True)
@@ -57,15 +59,13 @@ def run(args: dict) -> int:
         emit(event="imported", module=module, status=status, seconds=seconds, detail=detail)
 
     emit(event="collect")
-    from numdoctor.snapshot.collect import collect
-    from numdoctor.snapshot.model import ImportAttempt
+    from numdoctor.snapshot.live import live_facts
 
-    snapshot = collect(collected_by="subprocess", scan_abi=args.get("scan_abi", False),
-                       confirm_abi=args.get("confirm_abi", False))
-    snapshot.imports = [ImportAttempt(**a) for a in attempts]
-    with open(args["result_file"], "w", encoding="utf-8") as fh:
-        json.dump(snapshot.to_dict(), fh)
-    emit(event="done")
+    facts = live_facts()
+    # default=str: a framework may report a value JSON has no type for; say it, don't fail.
+    events.write(json.dumps({"event": "done", "facts": facts, "attempts": attempts},
+                            default=str) + "\n")
+    events.flush()
     return 0
 
 

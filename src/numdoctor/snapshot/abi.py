@@ -141,26 +141,25 @@ def describe_extension(path: str, markers: Markers, sys_path: list[str]) -> Exte
 
 
 # -- the NumPy that runs (or would) ----------------------------------------------------------
-def numpy_build() -> NumpyBuild | None:
-    """The loaded NumPy, or the one an import would pick; found without importing it."""
-    module = sys.modules.get("numpy")
-    if module is not None and getattr(module, "__file__", None):
-        build = NumpyBuild(version=str(getattr(module, "__version__", "")),
-                           path=os.path.dirname(os.path.realpath(module.__file__)), loaded=True)
-    else:
-        import importlib.util
+def numpy_build(location: dict | bool | None = True) -> NumpyBuild | None:
+    """The loaded NumPy, or the one an import would pick; found without importing it.
 
-        try:
-            spec = importlib.util.find_spec("numpy")
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = os.path.realpath(next(iter(spec.submodule_search_locations)))
+    `location` is what the inspected process said (`live_facts()["numpy"]`: version, path,
+    loaded; None when it has no NumPy); by default this process is asked.
+    """
+    if location is True:
+        from numdoctor.snapshot.live import _numpy_location
+
+        location = _numpy_location()
+    if not location:
+        return None
+    build = NumpyBuild(version=location.get("version", ""), path=location["path"],
+                       loaded=bool(location.get("loaded")))
+    if not build.loaded:
         from numdoctor.snapshot.ownership import owning_distribution
 
-        owner = owning_distribution(os.path.join(path, "__init__.py"))
-        build = NumpyBuild(version=owner[1] if owner else version_file(path), path=path)
+        owner = owning_distribution(os.path.join(build.path, "__init__.py"))
+        build.version = owner[1] if owner else version_file(build.path)
     _read_numpyconfig(build)
     if build.api_version is None:
         build.api_version = API_VERSIONS.get(".".join(build.version.split(".")[:2]))

@@ -1,48 +1,48 @@
 """Facts for the NumPy-warning family: ABI of compiled files, reloads, shadowed copies,
 requirement conflicts and BLAS/LAPACK symbol clashes.
 
-`collect_binary()` is called by `collect()`. By default it reads only the compiled files
-already mapped into the process (fast: what is loaded is what can break now); with
-`scan_abi=True` it reads every compiled file under the sys.path directories that mentions
-numpy. `confirm_abi=True` imports each suspicious module in a fresh interpreter and records
-NumPy's own message. Nothing here imports or calls into the libraries it inspects.
+`collect_binary()` is called by `assemble()` with the live facts of the inspected process
+(numdoctor.snapshot.live). By default it reads only the compiled files already mapped into
+that process (fast: what is loaded is what can break now); with `scan_abi=True` it reads
+every compiled file under its sys.path directories that mentions numpy. `confirm_abi=True`
+imports each suspicious module in a fresh interpreter and records NumPy's own message.
+Nothing here imports or calls into the libraries it inspects.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import sysconfig
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from numdoctor.snapshot import abi
-from numdoctor.snapshot.libraries import MapEntry, read_maps
-from numdoctor.snapshot.model import BinaryFacts, ExtensionModule, NumpyBuild
+from numdoctor.snapshot.model import BinaryFacts, ExtensionModule, ModuleReload, NumpyBuild
 from numdoctor.snapshot.ownership import owning_distribution
-from numdoctor.snapshot.reloads import find_reloads, find_shadowed
 from numdoctor.snapshot.requirements import (
     cached_conflicts,
     find_conflicts,
     installed_distributions,
     requirement_on,
 )
+from numdoctor.snapshot.shadowing import find_shadowed
 from numdoctor.snapshot.symbols import find_symbol_clashes, mapped_objects
 
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "tests", "test"})
 
 
-def collect_binary(*, scan_abi: bool = False, confirm_abi: bool = False,
-                   maps: list[MapEntry] | None = None,
-                   notes: list[str] | None = None) -> BinaryFacts:
+def collect_binary(live: dict[str, Any] | None = None, *, scan_abi: bool = False,
+                   confirm_abi: bool = False, notes: list[str] | None = None) -> BinaryFacts:
+    """`live`: the inspected process's live facts (default: this process's, taken now)."""
     notes = notes if notes is not None else []
-    if maps is None:
-        try:
-            maps = read_maps()
-        except OSError:
-            maps = []
+    if live is None:
+        from numdoctor.snapshot.live import live_facts
+
+        live = live_facts(threadpools=False)
     facts = BinaryFacts(scan="environment" if scan_abi else "loaded")
     installed: dict = {}
+    sys_path = [os.path.realpath(p) for p in live["sys_path"]]
 
     def step(what: str, action: Callable[[], None]) -> None:
         try:
@@ -52,42 +52,44 @@ def collect_binary(*, scan_abi: bool = False, confirm_abi: bool = False,
 
     def requirements() -> None:
         if scan_abi:  # the whole-environment scan reads everything afresh
-            installed.update(installed_distributions())
+            from numdoctor.snapshot.known_pairs import find_known_incompatible
+
+            installed.update(installed_distributions(live["sys_path"]))
             facts.distributions, facts.conflicts = find_conflicts(installed)
+            facts.known_incompatible = find_known_incompatible(facts.distributions)
         else:
-            found, facts.distributions, facts.conflicts = cached_conflicts()
+            found, facts.distributions, facts.conflicts, facts.known_incompatible = \
+                cached_conflicts(live["sys_path"])
             installed.update(found)
 
-    mapped = {e.path for e in maps if e.path.startswith("/") and not e.path.endswith(" (deleted)")}
+    mapped = set(live["mapped"])
 
     def symbols() -> None:
-        objects = mapped_objects(maps)
+        objects = mapped_objects(live["mapped"])
         facts.symbols_checked, facts.symbol_clashes = find_symbol_clashes(objects)
 
     step("reading installed metadata", requirements)
-    step("the NumPy build lookup", lambda: setattr(facts, "numpy", abi.numpy_build()))
-    step("the extension scan", lambda: _scan(facts, mapped, scan_abi, installed))
+    step("the NumPy build lookup",
+         lambda: setattr(facts, "numpy", abi.numpy_build(live.get("numpy"))))
+    step("the extension scan",
+         lambda: _scan(facts, mapped, sys_path, scan_abi, installed,
+                       live.get("extension_files", [])))
     if confirm_abi and facts.extensions:
-        step("the runtime import check",
-             lambda: abi.confirm(facts.extensions, _sys_path()))
-    step("reload detection", lambda: facts.reloads.extend(find_reloads()))
-    step("the sys.path shadowing check", lambda: facts.shadowed.extend(find_shadowed(maps)))
+        step("the runtime import check", lambda: abi.confirm(facts.extensions, sys_path))
+    facts.reloads.extend(ModuleReload(**r) for r in live.get("reloads", []))
+    step("the sys.path shadowing check", lambda: facts.shadowed.extend(
+        find_shadowed(live["sys_path"], live["mapped"], live.get("imported_packages", {}))))
     # SYM001 needs RTLD_GLOBAL in effect; reading symbol tables otherwise is --scan-abi work.
-    if scan_abi or sys.getdlopenflags() & os.RTLD_GLOBAL:
+    if scan_abi or live["process"]["rtld_global"]:
         step("the symbol lookup", symbols)
     return facts
 
 
-def _sys_path() -> list[str]:
-    return [os.path.realpath(p or os.getcwd()) for p in sys.path]
-
-
-def _scan(facts: BinaryFacts, mapped: set[str], whole_environment: bool,
-          installed: dict) -> None:
+def _scan(facts: BinaryFacts, mapped: set[str], sys_path: list[str], whole_environment: bool,
+          installed: dict, imported: list[str]) -> None:
     started = time.perf_counter()
-    sys_path = _sys_path()
     files = list(_environment_files(sys_path)) if whole_environment else \
-        _loaded_files(mapped, sys_path)
+        _loaded_files(mapped, sys_path, imported)
     for path in files:
         if _top_component(path, sys_path) in ("numpy", "numpy.libs"):
             continue  # every NumPy copy's own modules match the NumPy they ship with
@@ -133,22 +135,18 @@ def _add_owner(ext: ExtensionModule, installed: dict) -> None:
                                             "numpy")
 
 
-def _is_shared_object(name: str) -> bool:
+def is_shared_object(name: str) -> bool:
     return name.endswith(".so") or ".so." in name
 
 
-def _loaded_files(mapped: set[str], sys_path: list[str]) -> list[str]:
-    """Compiled files under a sys.path directory that are mapped or imported right now."""
+def _loaded_files(mapped: set[str], sys_path: list[str], imported: list[str]) -> list[str]:
+    """Compiled files under a sys.path directory that are mapped (or, without /proc maps,
+    imported) in the inspected process."""
+    if not mapped:
+        return sorted(imported)
     roots = tuple(p.rstrip(os.sep) + os.sep for p in sys_path if os.path.isdir(p))
-    found = {p for p in mapped if _is_shared_object(os.path.basename(p)) and p.startswith(roots)}
-    if mapped:
-        return sorted(found)
-    # Imported extension modules, for a platform or process without /proc maps.
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and _is_shared_object(os.path.basename(path)):
-            found.add(os.path.realpath(path))
-    return sorted(found)
+    return sorted(p for p in mapped if is_shared_object(os.path.basename(p))
+                  and p.startswith(roots))
 
 
 def _environment_files(sys_path: list[str]) -> Iterator[str]:
@@ -163,7 +161,7 @@ def _environment_files(sys_path: list[str]) -> Iterator[str]:
             subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")
                           and os.path.join(directory, d) not in stdlib]
             for name in names:
-                if not _is_shared_object(name):
+                if not is_shared_object(name):
                     continue
                 path = os.path.join(directory, name)
                 if os.path.islink(path):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from numdoctor.redact import redact_environment
-
 _PREFIXES = (
     "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "GOTO_", "BLIS_", "FLEXIBLAS", "VECLIB_",
     "NUMEXPR_", "NUMBA_", "CUDA_", "NVIDIA_", "CUBLAS_", "CUDNN_", "NCCL_", "TF_", "XLA_",
@@ -26,9 +24,14 @@ THREAD_LIMIT_VARS = (
 )
 
 
-def collect_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def pick_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables that matter, as they are (secrets included: redact before showing)."""
     environ = os.environ if environ is None else environ
-    picked = {
-        k: v for k, v in environ.items() if k.startswith(_PREFIXES) or k in _NAMES
-    }
-    return dict(sorted(redact_environment(picked).items()))
+    return {k: v for k, v in environ.items() if k.startswith(_PREFIXES) or k in _NAMES}
+
+
+def collect_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables that matter, secrets redacted, sorted by name."""
+    from numdoctor.redact import redact_environment
+
+    return dict(sorted(redact_environment(pick_environment(environ)).items()))

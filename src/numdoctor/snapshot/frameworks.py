@@ -12,28 +12,24 @@ from types import ModuleType
 from typing import Any
 
 from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
-from numdoctor.snapshot.model import FrameworkInfo
-from numdoctor.snapshot.ownership import distribution_of_module
 
 
-def collect_frameworks() -> list[FrameworkInfo]:
+def collect_frameworks() -> list[dict[str, Any]]:
+    """FrameworkInfo fields as plain dicts (this runs in the inspected process; the owning
+    distribution is looked up where the snapshot is assembled)."""
     found = []
     for name in KNOWN_FRAMEWORKS:
         module = sys.modules.get(name)
         if module is None:
             continue
-        info = FrameworkInfo(name=name, version=str(getattr(module, "__version__", "")))
-        info.path = getattr(module, "__file__", "") or ""
-        if info.path:
-            owner = distribution_of_module(info.path)
-            if owner:
-                info.distribution = owner[0]
+        info: dict[str, Any] = {"name": name, "version": str(getattr(module, "__version__", "")),
+                                "path": getattr(module, "__file__", "") or "", "details": {}}
         detail = _DETAILS.get(name)
         if detail is not None:
             try:
-                info.details = detail(module)
+                info["details"] = detail(module)
             except Exception as exc:  # a framework's own API failing is a fact, not our crash
-                info.details = {"error": f"{type(exc).__name__}: {exc}"}
+                info["details"] = {"error": f"{type(exc).__name__}: {exc}"}
         found.append(info)
     return found
 

@@ -3,6 +3,11 @@
 An import that raises, hangs or crashes the child is recorded as an ImportAttempt (the rules
 turn it into a finding); the remaining modules are then collected in a new child without the
 culprit, so the report still describes everything else.
+
+The child only reads what needs the live process (`live_facts`); this process assembles the
+Snapshot. While the child imports, this process reads the machine's facts and watches the
+child's memory map, reading the owner and NumPy build of each library as it is mapped, so
+that little is left to do once the imports are over.
 """
 
 from __future__ import annotations
@@ -15,25 +20,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 # This module sits on the start-up path of `numdoctor check`, before the collector forks:
-# the dataclass models, subprocess and tempfile are imported only where they are used.
+# the dataclass models, subprocess and the collector are imported only where they are used.
 if TYPE_CHECKING:
     import subprocess
 
-    from numdoctor.snapshot.model import ImportAttempt, Snapshot
+    from numdoctor.snapshot.model import ImportAttempt, Snapshot, SystemInfo
 
 Progress = Callable[[dict], None]
+
+# How often the parent reads the importing child's memory map for new libraries.
+_WATCH_INTERVAL = 0.05
 
 
 class _ChildResult:
     def __init__(self) -> None:
-        self.snapshot: Snapshot | None = None
+        self.live: dict | None = None  # the child's live facts, when it finished
         self.failed_module: str | None = None  # being imported when the child hung or died
         self.failure: ImportAttempt | None = None
         self.completed: list[dict] = []
+        self.attempts: list[dict] = []
 
 
 def collect_isolated(
@@ -52,17 +60,21 @@ def collect_isolated(
     this process, as soon as the first child has started (to overlap the caller's own
     start-up work with the child's imports).
     """
-    from numdoctor.snapshot.model import ImportAttempt, Snapshot
-
     failures: list[ImportAttempt] = []
     remaining = list(imports)
+    system: SystemInfo | None = None
     while True:
-        result = _run_child(remaining, timeout, progress, env, while_waiting,
-                            {"scan_abi": scan_abi, "confirm_abi": confirm_abi})
+        result, system = _run_child(remaining, timeout, progress, env, while_waiting, system)
         while_waiting = None
-        if result.snapshot is not None:
-            snapshot = result.snapshot
-            snapshot.imports = _merge(imports, failures, snapshot.imports)
+        from numdoctor.snapshot.model import ImportAttempt, Snapshot
+
+        if result.live is not None:
+            from numdoctor.snapshot.collect import assemble
+
+            snapshot = assemble(result.live, collected_by="subprocess", system=system,
+                                scan_abi=scan_abi, confirm_abi=confirm_abi)
+            snapshot.imports = _merge(imports, failures,
+                                      [ImportAttempt(**a) for a in result.attempts])
             return snapshot
         assert result.failure is not None
         failures.append(result.failure)
@@ -89,41 +101,110 @@ def _merge(order: list[str], failures: list[ImportAttempt],
 
 
 def _run_child(imports: list[str], timeout: float, progress: Progress | None,
-               env: dict[str, str] | None,
-               while_waiting: Callable[[], object] | None,
-               collect_options: dict | None = None) -> _ChildResult:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="numdoctor-") as tmp:
-        tmpdir = Path(tmp)
-        read_fd, write_fd = os.pipe()
-        args = {
-            "imports": imports,
-            "events_fd": write_fd,
-            "dump_file": str(tmpdir / "faulthandler.txt"),
-            "result_file": str(tmpdir / "snapshot.json"),
-            **(collect_options or {}),
-        }
-        stderr_path = tmpdir / "stderr.txt"
+               env: dict[str, str] | None, while_waiting: Callable[[], object] | None,
+               system: SystemInfo | None) -> tuple[_ChildResult, SystemInfo | None]:
+    scratch = _Scratch()
+    read_fd, write_fd = os.pipe()
+    try:
+        args = {"imports": imports, "events_fd": write_fd, "dump_fd": scratch.dump}
         if env is None and _can_fork(imports):
-            child: subprocess.Popen | _ForkedChild = _fork_child(args, read_fd, stderr_path)
+            child: subprocess.Popen | _ForkedChild = _fork_child(args, read_fd, scratch)
         else:
             import subprocess
 
-            with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
+            with open(os.devnull, "wb") as devnull:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "numdoctor.snapshot._child", json.dumps(args)],
-                    stdin=subprocess.DEVNULL, stdout=devnull, stderr=stderr,
-                    pass_fds=(write_fd,), start_new_session=True, env=env,
+                    stdin=subprocess.DEVNULL, stdout=devnull, stderr=scratch.stderr,
+                    pass_fds=(write_fd, scratch.dump), start_new_session=True, env=env,
                 )
         os.close(write_fd)
+        write_fd = -1
+        result: _ChildResult | None = None
         try:
+            # Work that does not need the child's answer, done while it imports.
             if while_waiting is not None:
                 while_waiting()
-            return _supervise(child, read_fd, timeout, progress, tmpdir, stderr_path)
+            if system is None:
+                from numdoctor.snapshot.collect import warm_up
+
+                system = warm_up(imports)
+            watcher = _MapsWatcher(child.pid)
+            result = _supervise(child, read_fd, timeout, progress, scratch, watcher)
+            return result, system
         finally:
-            os.close(read_fd)
-            _kill_group(child)
+            _kill_group(child, wait=result is None or result.live is None)
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+        scratch.close()
+
+
+class _Scratch:
+    """Anonymous files for the child's stderr and faulthandler dumps (no temporary directory
+    to create and remove: memfd on Linux)."""
+
+    def __init__(self) -> None:
+        self.dump = self._anonymous("numdoctor-faulthandler")
+        self.stderr = self._anonymous("numdoctor-stderr")
+
+    @staticmethod
+    def _anonymous(name: str) -> int:
+        if hasattr(os, "memfd_create"):
+            return os.memfd_create(name)
+        import tempfile
+
+        return os.dup(tempfile.TemporaryFile().fileno())
+
+    def text(self, fd: int) -> str:
+        try:
+            size = os.fstat(fd).st_size
+            return os.pread(fd, size, 0).decode("utf-8", "replace") if size else ""
+        except OSError:
+            return ""
+
+    def has_dump(self) -> bool:
+        try:
+            return os.fstat(self.dump).st_size > 0
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        for fd in (self.dump, self.stderr):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _MapsWatcher:
+    """Reads the importing child's /proc maps now and then and prefetches the file facts of
+    newly mapped libraries (owner, NumPy build) into the caches `assemble` uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = f"/proc/{pid}/maps"
+        self.seen: set[str] = set()
+        self.next = 0.0
+        self.enabled = sys.platform == "linux"
+        self.sys_path = [os.path.realpath(p or os.getcwd()) for p in sys.path]
+
+    def poll(self, *, now_or_never: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now < self.next and not now_or_never):
+            return
+        self.next = now + _WATCH_INTERVAL
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                paths = {line[line.index("/"):].rstrip("\n") for line in fh if "/" in line}
+            from numdoctor.snapshot.collect import prefetch
+
+            new = paths - self.seen
+            self.seen |= new
+            prefetch(sorted(new), self.sys_path)
+        except Exception:
+            # Only a head start: a child we may not read, or gone, costs nothing but time.
+            self.enabled = False
 
 
 def _can_fork(imports: list[str]) -> bool:
@@ -170,7 +251,7 @@ class _ForkedChild:
         self.send_signal(signal.SIGKILL)
 
 
-def _fork_child(args: dict, read_fd: int, stderr_path: Path) -> _ForkedChild:
+def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
     # Fork first, import later: the child imports the collector after the user's modules
     # (as a spawned one does), while the parent prepares rules and renderers in parallel.
     import numdoctor.snapshot._child as child_main
@@ -185,10 +266,9 @@ def _fork_child(args: dict, read_fd: int, stderr_path: Path) -> _ForkedChild:
         os.setsid()
         os.close(read_fd)
         devnull = os.open(os.devnull, os.O_RDWR)
-        err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
-        os.dup2(err, 2)
+        os.dup2(scratch.stderr, 2)
         code = child_main.run(args)
     except BaseException:
         import traceback
@@ -201,63 +281,68 @@ def _fork_child(args: dict, read_fd: int, stderr_path: Path) -> _ForkedChild:
 
 
 def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: float,
-               progress: Progress | None, tmpdir: Path, stderr_path: Path) -> _ChildResult:
+               progress: Progress | None, scratch: _Scratch,
+               watcher: _MapsWatcher) -> _ChildResult:
     result = _ChildResult()
     current: str | None = None
     started = time.monotonic()
     buffer = b""
+    importing = True
     while True:
         remaining = timeout - (time.monotonic() - started)
         if remaining <= 0:
-            return _hung(child, current, timeout, tmpdir, stderr_path, result)
-        ready, _, _ = select.select([read_fd], [], [], min(remaining, 0.5))
+            return _hung(child, current, timeout, scratch, result)
+        if importing:
+            watcher.poll()
+        wait = min(remaining, _WATCH_INTERVAL if importing and watcher.enabled else 0.5)
+        ready, _, _ = select.select([read_fd], [], [], wait)
         if not ready:
             continue
-        chunk = os.read(read_fd, 65536)
+        chunk = os.read(read_fd, 1 << 20)
         if not chunk:  # the child closed the pipe: it exited or died
             break
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
             event = json.loads(line)
-            if progress is not None:
-                progress(event)
             kind = event.get("event")
+            if progress is not None:
+                progress({k: v for k, v in event.items() if k != "facts"})
             if kind == "import":
                 current, started = event["module"], time.monotonic()
             elif kind == "imported":
                 result.completed.append(event)
                 current = None
             elif kind == "collect":
-                current, started = None, time.monotonic()
-    from numdoctor.snapshot.model import ImportAttempt, Snapshot
+                current, started, importing = None, time.monotonic(), False
+                watcher.poll(now_or_never=True)  # what the last import mapped
+            elif kind == "done":
+                # Everything is here; the child's exit is not waited for (see _kill_group).
+                result.live, result.attempts = event["facts"], event["attempts"]
+                return result
+    from numdoctor.snapshot.model import ImportAttempt
 
     code = child.wait()
-    result_file = tmpdir / "snapshot.json"
-    if code == 0 and result_file.exists():
-        result.snapshot = Snapshot.from_dict(json.loads(result_file.read_text()))
-        return result
     result.failed_module = current
     result.failure = ImportAttempt(
         module=current or "(numdoctor collector)",
         status="crash",
         seconds=round(time.monotonic() - started, 3),
         detail=_exit_description(code),
-        traceback=_tail(tmpdir / "faulthandler.txt", stderr_path),
+        traceback=_tail(scratch),
     )
     return result
 
 
 def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: float,
-          tmpdir: Path, stderr_path: Path, result: _ChildResult) -> _ChildResult:
+          scratch: _Scratch, result: _ChildResult) -> _ChildResult:
     # Ask faulthandler for every thread's stack before killing, so the report says where.
-    dump = tmpdir / "faulthandler.txt"
     try:
         child.send_signal(signal.SIGUSR1)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and dump.stat().st_size == 0:
+    while time.monotonic() < deadline and not scratch.has_dump():
         time.sleep(0.05)
     time.sleep(0.1)
     _kill_group(child)
@@ -269,24 +354,27 @@ def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: 
         status="hang",
         seconds=timeout,
         detail=f"no progress for {timeout:g} s; the subprocess was killed",
-        traceback=_tail(dump, stderr_path),
+        traceback=_tail(scratch),
     )
     return result
 
 
-def _kill_group(child: subprocess.Popen | _ForkedChild) -> None:
-    if child.poll() is None:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+def _kill_group(child: subprocess.Popen | _ForkedChild, *, wait: bool = True) -> None:
+    """Kill whatever is left of the child's session (nothing it started may outlive us).
+
+    `wait=False` reaps the child in the background: one that has reported its facts may
+    still be exiting, and unmapping a process that loaded torch takes the kernel tens of
+    milliseconds that are not ours to wait for.
+    """
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if child.poll() is None:
             child.kill()
-        child.wait()
+    if not wait:
+        threading.Thread(target=child.wait, name="numdoctor-reaper", daemon=True).start()
     else:
-        # The child is gone, but anything it started in its session must not outlive us.
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        child.wait()
 
 
 def _exit_description(code: int) -> str:
@@ -299,13 +387,10 @@ def _exit_description(code: int) -> str:
     return f"exited with status {code}"
 
 
-def _tail(dump: Path, stderr_path: Path, lines: int = 40) -> str:
+def _tail(scratch: _Scratch, lines: int = 40) -> str:
     parts = []
-    for label, path in (("stderr", stderr_path), ("faulthandler", dump)):
-        try:
-            text = path.read_text(errors="replace").strip()
-        except OSError:
-            continue
+    for label, fd in (("stderr", scratch.stderr), ("faulthandler", scratch.dump)):
+        text = scratch.text(fd).strip()
         if text:
             parts.append(f"--- {label} (last lines) ---\n" + "\n".join(text.splitlines()[-lines:]))
     return "\n".join(parts)

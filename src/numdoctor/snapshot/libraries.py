@@ -8,40 +8,55 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
-# (family, vendor, basename pattern). auditwheel renames bundled copies to
+# (family, vendor, literal prefixes, basename pattern). auditwheel renames bundled copies to
 # `libgomp-a34b3233.so.1.0.0` and distributions add versions (`libomp-14.so.5`), so every
-# pattern allows an optional `-<suffix>` before `.so`.
+# pattern allows an optional `-<suffix>` before `.so`. The prefixes select the one pattern to
+# try, compiled on first use: this module runs in the collector child right after the user's
+# imports, where compiling all of them up front cost more than classifying every path.
 _H = r"(?:-[0-9A-Za-z_.\-]+?)?"
-_PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [
-    ("openmp", "gnu", re.compile(rf"^libgomp(?!-plugin){_H}\.so")),
-    ("openmp", "intel", re.compile(rf"^libiomp5{_H}\.so")),
-    ("openmp", "llvm", re.compile(rf"^libomp{_H}\.so")),
-    ("blas", "openblas", re.compile(rf"^lib(?:scipy_)?openblas[\w]*?{_H}\.so")),
-    ("blas", "mkl", re.compile(rf"^libmkl_(?:rt|core){_H}\.so")),
-    ("blas", "blis", re.compile(rf"^libblis[\w]*?{_H}\.so")),
-    ("blas", "flexiblas", re.compile(rf"^libflexiblas{_H}\.so")),
-    ("blas", "reference", re.compile(rf"^lib(?:c?blas|lapack)(?:64)?{_H}\.so")),
-    ("cuda", "cudart", re.compile(r"^libcudart\.so")),
-    ("cuda", "cublas", re.compile(r"^libcublas\.so")),
-    ("cuda", "cublasLt", re.compile(r"^libcublasLt\.so")),
-    ("cuda", "cusolver", re.compile(r"^libcusolver\.so")),
-    ("cuda", "cusparse", re.compile(r"^libcusparse\.so")),
-    ("cuda", "cufft", re.compile(r"^libcufft\.so")),
-    ("cuda", "cudnn", re.compile(r"^libcudnn\.so")),
-    ("cuda", "nccl", re.compile(r"^libnccl\.so")),
-    ("cuda", "driver", re.compile(r"^libcuda\.so")),
-    ("cuda", "nvml", re.compile(r"^libnvidia-ml\.so")),
-    ("cxx", "libstdc++", re.compile(rf"^libstdc\+\+{_H}\.so")),
+_PATTERNS: list[tuple[str, str, tuple[str, ...], str]] = [
+    ("openmp", "gnu", ("libgomp",), rf"^libgomp(?!-plugin){_H}\.so"),
+    ("openmp", "intel", ("libiomp5",), rf"^libiomp5{_H}\.so"),
+    ("openmp", "llvm", ("libomp",), rf"^libomp{_H}\.so"),
+    ("blas", "openblas", ("libopenblas", "libscipy_openblas"),
+     rf"^lib(?:scipy_)?openblas[\w]*?{_H}\.so"),
+    ("blas", "mkl", ("libmkl_rt", "libmkl_core"), rf"^libmkl_(?:rt|core){_H}\.so"),
+    ("blas", "blis", ("libblis",), rf"^libblis[\w]*?{_H}\.so"),
+    ("blas", "flexiblas", ("libflexiblas",), rf"^libflexiblas{_H}\.so"),
+    ("blas", "reference", ("libblas", "libcblas", "liblapack"),
+     rf"^lib(?:c?blas|lapack)(?:64)?{_H}\.so"),
+    ("cuda", "cudart", ("libcudart.so",), r"^libcudart\.so"),
+    ("cuda", "cublas", ("libcublas.so",), r"^libcublas\.so"),
+    ("cuda", "cublasLt", ("libcublasLt.so",), r"^libcublasLt\.so"),
+    ("cuda", "cusolver", ("libcusolver.so",), r"^libcusolver\.so"),
+    ("cuda", "cusparse", ("libcusparse.so",), r"^libcusparse\.so"),
+    ("cuda", "cufft", ("libcufft.so",), r"^libcufft\.so"),
+    ("cuda", "cudnn", ("libcudnn.so",), r"^libcudnn\.so"),
+    ("cuda", "nccl", ("libnccl.so",), r"^libnccl\.so"),
+    ("cuda", "driver", ("libcuda.so",), r"^libcuda\.so"),
+    ("cuda", "nvml", ("libnvidia-ml.so",), r"^libnvidia-ml\.so"),
+    ("cxx", "libstdc++", ("libstdc++",), rf"^libstdc\+\+{_H}\.so"),
 ]
+_ANY_PREFIX = tuple(prefix for _, _, prefixes, _ in _PATTERNS for prefix in prefixes)
+_COMPILED: dict[int, re.Pattern[str]] = {}
+
+
+def _pattern(index: int) -> re.Pattern[str]:
+    compiled = _COMPILED.get(index)
+    if compiled is None:
+        compiled = _COMPILED[index] = re.compile(_PATTERNS[index][3])
+    return compiled
+
 
 # MKL's threading layer lives in its own library; its presence says which one is in use.
-_MKL_THREADING = re.compile(r"^libmkl_(intel_thread|gnu_thread|tbb_thread|sequential)\.so")
+_MKL_THREADING = r"^libmkl_(intel_thread|gnu_thread|tbb_thread|sequential)\.so"
 
 
-@dataclass(frozen=True)
-class MappedLibrary:
+# Named tuples, not dataclasses: this module runs in the collector child right after the
+# user's imports, where every millisecond of our own start-up is on the critical path.
+class MappedLibrary(NamedTuple):
     path: str  # real path
     family: str
     vendor: str
@@ -49,8 +64,7 @@ class MappedLibrary:
     text_ranges: tuple[tuple[int, int], ...]
 
 
-@dataclass(frozen=True)
-class MapEntry:
+class MapEntry(NamedTuple):
     start: int
     end: int
     perms: str
@@ -72,26 +86,23 @@ def read_maps(pid: int | str = "self") -> list[MapEntry]:
 
 
 # One alternation, so classifying a path costs one regex match instead of one per pattern.
-_ANY = re.compile("|".join(f"(?P<p{i}>{p.pattern})" for i, (_, _, p) in enumerate(_PATTERNS)))
-
-
 def classify(path: str) -> tuple[str, str] | None:
     """(family, vendor) for a library path, or None when it is not of interest."""
     name = os.path.basename(path)
-    if not name.startswith("lib"):
+    if not name.startswith(_ANY_PREFIX):
         return None
-    match = _ANY.match(name)
-    if match is None:
-        return None
-    family, vendor, _ = _PATTERNS[int(match.lastgroup[1:])]
-    return family, vendor
+    for index, (family, vendor, prefixes, _) in enumerate(_PATTERNS):
+        if name.startswith(prefixes) and _pattern(index).match(name):
+            return family, vendor
+    return None
 
 
 def mkl_threading_layers(maps: list[MapEntry]) -> list[str]:
     """MKL threading-layer libraries mapped in, e.g. ["gnu_thread"]."""
     found = []
     for entry in maps:
-        match = _MKL_THREADING.match(os.path.basename(entry.path))
+        name = os.path.basename(entry.path)
+        match = re.match(_MKL_THREADING, name) if name.startswith("libmkl_") else None
         if match and match.group(1) not in found:
             found.append(match.group(1))
     return found

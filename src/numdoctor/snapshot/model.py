@@ -239,6 +239,22 @@ class RequirementConflict:
 
 
 @dataclass
+class KnownIncompatibility:
+    """Installed versions that numdoctor's table of public sources says do not work together
+    (numdoctor/data/known_incompatibilities.json), although their metadata allows them."""
+
+    distribution: str  # canonical name
+    version: str
+    other: str  # canonical name, e.g. "numpy"
+    other_version: str
+    affected: str  # the table's specifiers, e.g. "<1.13.0" and ">=2"
+    other_versions: str
+    problem: str
+    fixed_in: str  # first release of `distribution` that works with those versions
+    source: str  # public source (release notes, changelog, issue)
+
+
+@dataclass
 class SymbolExporter:
     path: str
     distribution: str = ""
@@ -268,5 +284,6 @@ class BinaryFacts:
     # Installed numerical distributions (canonical name -> version) and their dependencies.
     distributions: dict[str, str] = field(default_factory=dict)
     conflicts: list[RequirementConflict] = field(default_factory=list)
+    known_incompatible: list[KnownIncompatibility] = field(default_factory=list)
     symbols_checked: int = 0  # loaded libraries whose exported symbols were looked up
     symbol_clashes: list[SymbolClash] = field(default_factory=list)

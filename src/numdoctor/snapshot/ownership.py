@@ -12,7 +12,7 @@ import json
 import os
 import re
 import sys
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 
@@ -62,11 +62,18 @@ def _record(dist_info: Path) -> frozenset[str]:
 
 def _record_lists(dist_info: Path, relative: str) -> bool:
     """Whether one RECORD names a file: a substring test, no CSV parse (RECORDs are long)."""
-    try:
-        text = "\n" + (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
+    text = _record_text(dist_info)
     return f"\n{relative}," in text or f'\n"{relative}",' in text
+
+
+@lru_cache(maxsize=8)
+def _record_text(dist_info: Path) -> str:
+    # A few recent ones are kept: the libraries and the framework of one package are
+    # asked about in turn, and torch's RECORD alone is over a megabyte to read.
+    try:
+        return "\n" + (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 @cache
@@ -83,18 +90,28 @@ def _full_index(site: str) -> dict[str, Path]:
     return index
 
 
-def _site_dirs() -> list[str]:
+@lru_cache(maxsize=16)
+def _site_dirs(sys_path: tuple[str, ...]) -> list[str]:
     dirs = []
-    for entry in sys.path:
+    for entry in sys_path:
         if entry and os.path.isdir(entry) and entry not in dirs:
             dirs.append(os.path.realpath(entry))
     return dirs
 
 
 def owning_distribution(path: str) -> tuple[str, str] | None:
-    """(distribution name, version) that installed `path`, or None when pip did not."""
-    real = os.path.realpath(path)
-    sites = [s for s in sorted(_site_dirs(), key=len, reverse=True) if _dist_infos(s)]
+    """(distribution name, version) that installed `path`, or None when pip did not.
+
+    Looked up along this process's sys.path; answers are remembered for the life of the
+    process (`numdoctor check` asks about the same files while its collector imports and
+    again when it assembles the snapshot).
+    """
+    return _owner(os.path.realpath(path), tuple(sys.path))
+
+
+@lru_cache(maxsize=8192)
+def _owner(real: str, sys_path: tuple[str, ...]) -> tuple[str, str] | None:
+    sites = [s for s in sorted(_site_dirs(sys_path), key=len, reverse=True) if _dist_infos(s)]
     for site in sites:
         if not real.startswith(site + os.sep):
             continue

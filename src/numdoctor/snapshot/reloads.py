@@ -1,4 +1,4 @@
-"""Modules executed twice in this process, and packages with several copies on sys.path.
+"""Modules executed twice in this process.
 
 Reload evidence, all read after the fact from the live process:
 
@@ -22,10 +22,8 @@ import os
 import sys
 from types import ModuleType
 
-from numdoctor.snapshot.abi import version_file
-from numdoctor.snapshot.libraries import MapEntry
-from numdoctor.snapshot.model import ModuleReload, PackageCopy, ShadowedPackage
-from numdoctor.snapshot.ownership import owning_distribution
+# Runs inside the inspected process (numdoctor.snapshot.live): evidence comes back as plain
+# dicts with ModuleReload's fields, and nothing heavier than the standard library is imported.
 
 # Import names of the numerical packages whose reloads and shadowed copies matter.
 NUMERICAL_PACKAGES = (
@@ -38,14 +36,18 @@ NUMERICAL_PACKAGES = (
 _NUMPY_RELOAD = "The NumPy module was reloaded"
 
 
+def _reload(*, module: str, how: str, detail: str) -> dict[str, str]:
+    return {"module": module, "how": how, "detail": detail}
+
+
 def _is_numerical(name: str) -> bool:
     return name.partition(".")[0] in NUMERICAL_PACKAGES
 
 
-def find_reloads() -> list[ModuleReload]:
+def find_reloads() -> list[dict[str, str]]:
     modules = [(name, module) for name, module in list(sys.modules.items())
                if isinstance(module, ModuleType)]
-    found: list[ModuleReload] = []
+    found: list[dict[str, str]] = []
     found += _reloaded_specs(modules)
     found += _numpy_warning(modules)
     found += _duplicate_files(modules)
@@ -53,7 +55,7 @@ def find_reloads() -> list[ModuleReload]:
     return found
 
 
-def _reloaded_specs(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+def _reloaded_specs(modules: list[tuple[str, ModuleType]]) -> list[dict[str, str]]:
     # The marker only means something if this interpreter's import system sets it: this very
     # module was imported normally, so its spec must carry it.
     own = getattr(sys.modules.get(__name__), "__spec__", None)
@@ -68,18 +70,18 @@ def _reloaded_specs(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]
         if isinstance(state, dict) and "__class__" in state:
             continue  # first loaded through importlib.util.LazyLoader (lazy_loader, skimage)
         if not hasattr(spec, "_initializing"):
-            found.append(ModuleReload(
+            found.append(_reload(
                 module=name, how="reload",
                 detail=f"{name} was executed again after its first import, by "
                        "importlib.reload() or by hand with exec_module (its __spec__ never went "
                        "through the normal import path)",
             ))
     # A reloaded package usually re-imports nothing else; report packages, not every child.
-    names = {r.module for r in found}
-    return [r for r in found if not any(r.module.startswith(p + ".") for p in names)]
+    names = {r["module"] for r in found}
+    return [r for r in found if not any(r["module"].startswith(p + ".") for p in names)]
 
 
-def _numpy_warning(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+def _numpy_warning(modules: list[tuple[str, ModuleType]]) -> list[dict[str, str]]:
     for name, module in modules:
         registry = getattr(module, "__dict__", {}).get("__warningregistry__")
         if not isinstance(registry, dict):
@@ -88,7 +90,7 @@ def _numpy_warning(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
             if isinstance(key, tuple) and key and isinstance(key[0], str) \
                     and key[0].startswith(_NUMPY_RELOAD):
                 line = key[2] if len(key) > 2 else "?"
-                return [ModuleReload(
+                return [_reload(
                     module="numpy", how="numpy-reload-warning",
                     detail=f"NumPy warned: {key[0]!r} (recorded in {name}'s warning "
                            f"registry, line {line})",
@@ -96,22 +98,31 @@ def _numpy_warning(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
     return []
 
 
-def _duplicate_files(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+def _duplicate_files(modules: list[tuple[str, ModuleType]]) -> list[dict[str, str]]:
     # Python source only: one compiled file legitimately backs several module objects
     # (pybind11 submodules such as torch._C._autograd carry their parent's __file__).
-    # Keyed by inode, which also catches a file reached through a symlinked directory, and
-    # costs one stat per module where realpath costs one per path component.
-    by_file: dict[tuple[int, int], list[str]] = {}
-    paths: dict[tuple[int, int], str] = {}
+    # Keyed by the directory's inode and the file name, which also catches a file reached
+    # through a symlinked directory, and costs one stat per directory (torch imports 5000
+    # modules from a few hundred) where realpath costs one per path component.
+    by_file: dict[tuple[int, int, str], list[str]] = {}
+    paths: dict[tuple[int, int, str], str] = {}
+    directories: dict[str, tuple[int, int] | None] = {}
     for name, module in modules:
         path = getattr(module, "__file__", None)
         if not isinstance(path, str) or not path.endswith(".py"):
             continue
-        try:
-            st = os.stat(path)
-        except OSError:
+        directory, _, filename = path.rpartition(os.sep)
+        inode = directories.get(directory, False)
+        if inode is False:
+            try:
+                st = os.stat(directory or os.curdir)
+                inode = (st.st_dev, st.st_ino)
+            except OSError:
+                inode = None
+            directories[directory] = inode
+        if inode is None:
             continue
-        key = (st.st_dev, st.st_ino)
+        key = (*inode, filename)
         by_file.setdefault(key, []).append(name)
         paths.setdefault(key, path)
     found = []
@@ -126,7 +137,7 @@ def _duplicate_files(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload
         # as tensorflow.x); the same file under two top-level names is a double import.
         roots = {n.partition(".")[0] for n in names}
         if len(roots) > 1 and len({id(sys.modules.get(n)) for n in names}) > 1:
-            found.append(ModuleReload(
+            found.append(_reload(
                 module=names[0], how="duplicate-file",
                 detail=f"{path} is imported as {' and '.join(sorted(names))}: two module "
                        "objects, two copies of its state",
@@ -145,15 +156,19 @@ def path_package(path: str) -> str:
     return ""
 
 
-def _stale_references(modules: list[tuple[str, ModuleType]]) -> list[ModuleReload]:
+def _stale_references(modules: list[tuple[str, ModuleType]]) -> list[dict[str, str]]:
     current = {name: module for name, module in modules}
+    # The module objects sys.modules holds under their own name: most references are to
+    # these, and skipping them by identity keeps this walk cheap (torch: 4000 references).
+    canonical = {id(module) for name, module in modules
+                 if module.__dict__.get("__name__") == name}
     stale: dict[str, list[tuple[str, str]]] = {}  # root package -> [(module, holder)]
     for holder, module in modules:
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
         for value in list(namespace.values()):
-            if type(value) is not ModuleType:
+            if type(value) is not ModuleType or id(value) in canonical:
                 continue
             name = getattr(value, "__name__", None)
             if not isinstance(name, str) or not _is_numerical(name):
@@ -171,55 +186,10 @@ def _stale_references(modules: list[tuple[str, ModuleType]]) -> list[ModuleReloa
     for root, pairs in sorted(stale.items()):
         name, holder = min(pairs)
         more = f" ({len(pairs)} modules of {root} are affected)" if len(pairs) > 1 else ""
-        found.append(ModuleReload(
+        found.append(_reload(
             module=name, how="stale-reference",
             detail=f"{holder} still uses an older {name} module object than "
                    f"sys.modules[{name!r}]: it was removed from sys.modules and imported "
                    f"again{more}",
         ))
     return found
-
-
-# -- shadowing ------------------------------------------------------------------------------
-def find_shadowed(maps: list[MapEntry]) -> list[ShadowedPackage]:
-    entries = _path_entries()
-    mapped: list[str] | None = None  # resolved only when a package has two copies
-    found = []
-    for name in NUMERICAL_PACKAGES:
-        copies: list[PackageCopy] = []
-        for index, entry in entries:
-            directory = os.path.join(entry, name)
-            if not os.path.isfile(os.path.join(directory, "__init__.py")):
-                continue
-            real = os.path.realpath(directory)
-            if any(c.path == real for c in copies):
-                continue
-            copies.append(PackageCopy(path=real, sys_path_index=index))
-        if len(copies) < 2:
-            continue
-        if mapped is None:
-            mapped = sorted({os.path.realpath(e.path) for e in maps if e.path.startswith("/")})
-        for copy in copies:
-            owner = owning_distribution(os.path.join(copy.path, "__init__.py"))
-            if owner:
-                copy.distribution, copy.version = owner
-            else:  # a source tree or a copied directory: the package may still say
-                copy.version = version_file(copy.path)
-            prefix = copy.path + os.sep
-            copy.native_mapped = any(p.startswith(prefix) for p in mapped)
-        shadow = ShadowedPackage(name=name, copies=copies)
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None) if module is not None else None
-        if isinstance(path, str):
-            shadow.imported = os.path.dirname(os.path.realpath(path))
-        found.append(shadow)
-    return found
-
-
-def _path_entries() -> list[tuple[int, str]]:
-    entries = []
-    for index, entry in enumerate(sys.path):
-        directory = entry or os.getcwd()
-        if os.path.isdir(directory):
-            entries.append((index, directory))
-    return entries

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from numdoctor.snapshot.model import RequirementConflict
+from numdoctor.snapshot.model import KnownIncompatibility, RequirementConflict
 
 if TYPE_CHECKING:
     from packaging.markers import Marker
@@ -194,25 +194,29 @@ def requirement_on(dist: Installed | None, dependency: str) -> str:
 # Reading ~100 METADATA files and parsing their requirements costs tens of milliseconds on
 # every `check`; the answer changes only when a distribution is added or removed, which
 # changes the mtime of its site directory. So the result is kept on disk, keyed by those.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def _cache_file(dirs: list[tuple[str, int]]) -> str | None:
     if os.environ.get("NUMDOCTOR_NO_CACHE"):
         return None
-    import hashlib
+    import zlib  # not hashlib: loading OpenSSL costs `check` 5 ms, and this is no secret
 
     root = os.environ.get("NUMDOCTOR_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numdoctor")
-    key = repr((_CACHE_VERSION, sys.version, dirs)).encode()
-    return os.path.join(root, f"metadata-{hashlib.sha1(key).hexdigest()[:16]}.json")
+    key = _cache_key(dirs).encode()
+    return os.path.join(root, f"metadata-{zlib.crc32(key):08x}{zlib.adler32(key):08x}.json")
+
+
+def _cache_key(dirs: list[tuple[str, int]]) -> str:
+    return repr((_CACHE_VERSION, sys.version, dirs))
 
 
 def cached_conflicts(path: list[str] | None = None) -> tuple[
-        dict[str, Installed], dict[str, str], list[RequirementConflict]]:
-    """installed_distributions() and find_conflicts(), remembered across runs."""
-    import json
-
+        dict[str, Installed], dict[str, str], list[RequirementConflict],
+        list[KnownIncompatibility]]:
+    """installed_distributions(), find_conflicts() and the known-incompatible pairs among
+    the versions involved, remembered across runs."""
     dirs = []
     for entry in path if path is not None else sys.path:
         directory = os.path.realpath(entry or os.getcwd())
@@ -220,18 +224,42 @@ def cached_conflicts(path: list[str] | None = None) -> tuple[
             dirs.append((directory, os.stat(directory).st_mtime_ns))
         except OSError:
             continue
+    key = tuple(dirs)
+    if key not in _REMEMBERED:
+        _REMEMBERED[key] = _cached_conflicts(path, dirs)
+    installed, involved, conflicts, known = _REMEMBERED[key]
+    return dict(installed), dict(involved), list(conflicts), list(known)
+
+
+# In-process memory of cached_conflicts(), by the same key as the file: `numdoctor check`
+# reads it while its collector imports, then again when it assembles the snapshot.
+_REMEMBERED: dict[tuple, tuple[dict[str, Installed], dict[str, str],
+                               list[RequirementConflict], list[KnownIncompatibility]]] = {}
+
+
+def _cached_conflicts(path: list[str] | None, dirs: list[tuple[str, int]]) -> tuple[
+        dict[str, Installed], dict[str, str], list[RequirementConflict],
+        list[KnownIncompatibility]]:
+    import json
+
+    from numdoctor.snapshot.known_pairs import find_known_incompatible
+
     cache = _cache_file(dirs)
     if cache is not None:
         try:
             with open(cache, encoding="utf-8") as fh:
                 data = json.load(fh)
+            if data["key"] != _cache_key(dirs):
+                raise ValueError("a different key with the same short hash")
             installed = {k: Installed(*v) for k, v in data["installed"].items()}
             conflicts = [RequirementConflict(**c) for c in data["conflicts"]]
-            return installed, data["involved"], conflicts
+            known = [KnownIncompatibility(**k) for k in data["known_incompatible"]]
+            return installed, data["involved"], conflicts, known
         except (OSError, ValueError, KeyError, TypeError):
             pass
     installed = installed_distributions(path)
     involved, conflicts = find_conflicts(installed)
+    known = find_known_incompatible(involved)
     if cache is not None:
         import dataclasses
 
@@ -239,11 +267,13 @@ def cached_conflicts(path: list[str] | None = None) -> tuple[
             os.makedirs(os.path.dirname(cache), exist_ok=True)
             temporary = f"{cache}.{os.getpid()}.tmp"
             with open(temporary, "w", encoding="utf-8") as fh:
-                json.dump({"installed": {k: [d.name, d.version, d.requires]
+                json.dump({"key": _cache_key(dirs),
+                           "installed": {k: [d.name, d.version, d.requires]
                                          for k, d in installed.items()},
                            "involved": involved,
-                           "conflicts": [dataclasses.asdict(c) for c in conflicts]}, fh)
+                           "conflicts": [dataclasses.asdict(c) for c in conflicts],
+                           "known_incompatible": [dataclasses.asdict(k) for k in known]}, fh)
             os.replace(temporary, cache)
         except OSError:
             pass  # a read-only home is fine: the answer was computed anyway
-    return installed, involved, conflicts
+    return installed, involved, conflicts, known

@@ -8,8 +8,9 @@ statically linked copies (torch's MKL inside libtorch_cpu.so) are found too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from numdoctor.snapshot.elf import exported_symbols, is_elf
-from numdoctor.snapshot.libraries import MapEntry
 from numdoctor.snapshot.model import SymbolClash, SymbolExporter
 from numdoctor.snapshot.ownership import owning_distribution
 
@@ -28,13 +29,13 @@ PROBE_SYMBOLS: tuple[str, ...] = tuple(
 )
 
 
-def mapped_objects(maps: list[MapEntry]) -> list[str]:
-    """Real paths of the ELF files mapped into the process, in mapping order.
+def mapped_objects(mapped: Iterable[str]) -> list[str]:
+    """The ELF files among the paths mapped into a process, in mapping order.
 
     /proc/<pid>/maps already names files by their resolved path, so no realpath() is needed.
     """
-    raw = dict.fromkeys(e.path for e in maps if e.path.startswith("/")
-                        and not e.path.endswith(" (deleted)") and not e.path.startswith("/dev/"))
+    raw = dict.fromkeys(p for p in mapped if p.startswith("/")
+                        and not p.endswith(" (deleted)") and not p.startswith("/dev/"))
     return [p for p in raw if is_elf(p)]
 
 

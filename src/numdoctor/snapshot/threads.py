@@ -61,59 +61,88 @@ def attribute_threads(
 
     Returns (counts, examined, unreadable_tids). A thread counts once per library.
     """
-    starts: list[int] = []
-    spans: list[tuple[int, int, str]] = []
-    for path, ranges in libraries.items():
-        for start, end in ranges:
-            spans.append((start, end, path))
-    spans.sort()
-    starts = [s[0] for s in spans]
-    counts = dict.fromkeys(libraries, 0)
-    if not spans:
-        return counts, 0, []
+    scan = StackScan(libraries, maps, pid, skip_tids)
+    scan.start()
+    return scan.finish()
 
-    skip = set(skip_tids)
-    examined = 0
-    unreadable: list[int] = []
-    map_starts = [m.start for m in maps]
-    try:
-        mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
-    except OSError:
-        return counts, 0, [t for t in thread_ids(pid) if t not in skip]
-    try:
-        for tid in thread_ids(pid):
-            if tid in skip:
-                continue
-            regs = None
-            for attempt in range(_RETRIES):
-                regs = _stack_pointer(pid, tid)
-                if regs is not None:
+
+class StackScan:
+    """`attribute_threads` in two steps, so the caller can do other work in between.
+
+    `start()` reads every thread that is parked; `finish()` retries those that were running
+    (an idle pool worker spins for a while before it sleeps) until they park or the retries
+    run out. Work done between the two steps is time the spinning workers get for free.
+    """
+
+    def __init__(self, libraries: dict[str, Iterable[tuple[int, int]]], maps: list[MapEntry],
+                 pid: int | str = "self", skip_tids: Iterable[int] = ()) -> None:
+        self.pid = pid
+        self.maps = maps
+        self.map_starts = [m.start for m in maps]
+        self.spans = sorted((start, end, path) for path, ranges in libraries.items()
+                            for start, end in ranges)
+        self.starts = [s[0] for s in self.spans]
+        self.counts = dict.fromkeys(libraries, 0)
+        self.skip = set(skip_tids)
+        self.examined = 0
+        self.unreadable: list[int] = []
+        self.running: list[int] = []
+        self.mem = -1
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        if not self.spans:
+            return
+        try:
+            self.mem = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY)
+        except OSError:
+            self.unreadable = [t for t in thread_ids(self.pid) if t not in self.skip]
+            return
+        self._read([t for t in thread_ids(self.pid) if t not in self.skip])
+
+    def finish(self) -> tuple[dict[str, int], int, list[int]]:
+        """(counts, examined, unreadable_tids)."""
+        try:
+            # The retries are due at fixed times after start(): work the caller did since
+            # counts as waiting.
+            for attempt in range(1, _RETRIES):
+                if not self.running:
                     break
-                if attempt + 1 < _RETRIES:
-                    time.sleep(_RETRY_SLEEP)
+                time.sleep(max(0.0, self.started + attempt * _RETRY_SLEEP - time.monotonic()))
+                self._read(self.running)
+            self.unreadable += self.running
+            self.running = []
+        finally:
+            if self.mem >= 0:
+                os.close(self.mem)
+                self.mem = -1
+        return self.counts, self.examined, self.unreadable
+
+    def _read(self, tids: list[int]) -> None:
+        running = []
+        for tid in tids:
+            regs = _stack_pointer(self.pid, tid)
             if regs is None:
-                unreadable.append(tid)
+                running.append(tid)
                 continue
             sp, pc = regs
-            index = bisect.bisect_right(map_starts, sp) - 1
-            if index < 0 or not maps[index].start <= sp < maps[index].end:
-                unreadable.append(tid)
+            index = bisect.bisect_right(self.map_starts, sp) - 1
+            if index < 0 or not self.maps[index].start <= sp < self.maps[index].end:
+                self.unreadable.append(tid)
                 continue
-            length = min(maps[index].end - sp, _MAX_STACK_BYTES)
+            length = min(self.maps[index].end - sp, _MAX_STACK_BYTES)
             try:
-                raw = os.pread(mem, length - length % 8, sp)
+                raw = os.pread(self.mem, length - length % 8, sp)
             except OSError:
-                unreadable.append(tid)
+                self.unreadable.append(tid)
                 continue
-            examined += 1
+            self.examined += 1
             words = array("Q")
             words.frombytes(raw[: len(raw) - len(raw) % 8])
-            hits = _libraries_hit(words, pc, spans, starts)
-            for path in hits:
-                counts[path] += 1
-    finally:
-        os.close(mem)
-    return counts, examined, unreadable
+            for path in _libraries_hit(words, pc, self.spans, self.starts):
+                self.counts[path] += 1
+        self.running = running
 
 
 def _libraries_hit(
@@ -143,5 +172,12 @@ def python_thread_ids() -> set[int]:
 
 if sys.platform != "linux":  # pragma: no cover - /proc is Linux-only
 
-    def attribute_threads(libraries, maps, pid="self", skip_tids=()):  # type: ignore[no-redef]
-        return dict.fromkeys(libraries, 0), 0, []
+    class StackScan:  # type: ignore[no-redef]
+        def __init__(self, libraries, maps, pid="self", skip_tids=()):
+            self.counts = dict.fromkeys(libraries, 0)
+
+        def start(self):
+            pass
+
+        def finish(self):
+            return self.counts, 0, []
