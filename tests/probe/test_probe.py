@@ -91,3 +91,28 @@ def test_usage_errors():
                                *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_slow_verdict_of_a_parallel_run_is_checked_with_nothing_else_running():
+    from numdoctor.probe.canaries import CANARIES
+    from numdoctor.probe.engine import ProbeOptions, ProbeResult, _confirm_slow, _Runner
+    from numdoctor.probe.runner import Result
+    from numdoctor.probe.scenarios import Scenario
+
+    canary = CANARIES["numpy.matmul"]
+    scenario = Scenario(("numpy",), canary, "inprocess", ())
+    # As a neighbour's spinning workers can make it look in a --jobs 2 run: 40x its alone.
+    seen = Result(scenario, "slow", 2.5, op_seconds=2.0, detail="2.00 s against 0.05 s")
+    options = ProbeOptions(modules=["numpy"], jobs=2, timeout=60, hang_timeout=10)
+    out = ProbeResult(options, results=[seen], slow=[seen],
+                      baselines={canary.name: Result(scenario, "pass", 0.3, op_seconds=0.05)})
+    runner = _Runner(options, None)
+    try:
+        _confirm_slow(out, runner)
+    finally:
+        runner.close()
+    assert out.slow == []
+    assert [r.outcome for r in out.results] == ["pass"]
+    assert out.results[0].op_seconds < 2.0
+    assert out.notes == ["1 'slow' result(s) of the parallel run were not slow when run alone "
+                         "and count as passes"]

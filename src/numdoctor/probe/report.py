@@ -119,6 +119,8 @@ def _outcome(result: ProbeResult) -> dict[str, Any]:
             "rows": [[name, r.outcome, "" if r.op_seconds is None else f"{r.op_seconds:.3f}"]
                      for name, r in result.baselines.items()],
         })
+    if result.notes:
+        sections.append({"title": "Notes", "text": "\n".join(result.notes)})
     for failure in result.failures:
         rep = failure.representative
         sections.append({"title": f"Reproduce: {rep.scenario.label}",
@@ -133,6 +135,7 @@ def _outcome(result: ProbeResult) -> dict[str, Any]:
         "counts": dict(counts),
         "seconds": round(result.seconds, 3),
         "missing": result.missing,
+        "notes": list(result.notes),
         "scenarios": [
             {"imports": list(r.scenario.imports), "operation": r.scenario.canary.name,
              "mode": r.scenario.mode, "env": r.scenario.env_dict, "outcome": r.outcome,
