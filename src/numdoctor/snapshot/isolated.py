@@ -224,6 +224,13 @@ def _can_fork(imports: list[str]) -> bool:
     return not any(name.split(".")[0] in watched for name in sys.modules)
 
 
+# Standard-library modules that the frameworks import and that this process needs too once
+# the collector runs (dataclasses need inspect; the machine's facts platform and sysconfig):
+# imported once before the fork, both processes have them. Nothing else is imported before
+# the user's modules, as in a fresh interpreter.
+_SHARED_STDLIB = ("inspect", "platform", "sysconfig")
+
+
 class _ForkedChild:
     """The subset of Popen that the supervisor uses, for a forked collector."""
 
@@ -256,6 +263,8 @@ def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
     # (as a spawned one does), while the parent prepares rules and renderers in parallel.
     import numdoctor.snapshot._child as child_main
 
+    for name in _SHARED_STDLIB:
+        __import__(name)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
