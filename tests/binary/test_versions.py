@@ -83,3 +83,39 @@ def test_metadata_header_parsing_stops_at_the_body(tmp_path):
     """))
     (dist,) = installed_distributions([str(tmp_path)]).values()
     assert dist.requires == ["numpy>=1"]
+
+
+def test_requirement_facts_are_cached_by_the_directories_that_hold_metadata(tmp_path,
+                                                                           monkeypatch):
+    import os
+    import time
+
+    from numdoctor.snapshot import requirements
+
+    site, work, cache = tmp_path / "site", tmp_path / "work", tmp_path / "cache"
+    work.mkdir()
+    _dist_info(site, "demo-numkit", "1.0", "numpy<2")
+    _dist_info(site, "numpy", "2.4.6")
+    monkeypatch.setenv("NUMDOCTOR_CACHE_DIR", str(cache))
+    monkeypatch.delenv("NUMDOCTOR_NO_CACHE", raising=False)
+    monkeypatch.setattr(requirements, "_REMEMBERED", {})
+    path = [str(work), str(site)]
+
+    installed, _, conflicts, _ = requirements.cached_conflicts(path)
+    assert set(installed) == {"demo-numkit", "numpy"}
+    assert [c.requirement for c in conflicts] == ["numpy<2"]
+    (written,) = os.listdir(cache)
+
+    # A new process, and a working directory whose files changed: the cache answers.
+    requirements._REMEMBERED.clear()
+    (work / "output.txt").write_text("changed")
+    os.utime(work, ns=(time.time_ns() + 10**9,) * 2)
+    assert requirements.cached_conflicts(path)[2] == conflicts
+    assert os.listdir(cache) == [written]
+
+    # A distribution installed into that directory: it now counts, and is read.
+    requirements._REMEMBERED.clear()
+    _dist_info(work, "numpy", "1.26.4")
+    installed, _, conflicts, _ = requirements.cached_conflicts(path)
+    assert installed["numpy"].version == "1.26.4" and conflicts == []
+    assert len(os.listdir(cache)) == 2

@@ -92,3 +92,22 @@ def test_library_file_names_are_classified_by_family_and_vendor():
         "libfoo.so": None,
     }
     assert {name: classify(f"/opt/lib/{name}") for name in expected} == expected
+
+
+def test_isolated_check_from_a_process_that_is_not_clean_spawns_its_collector():
+    # numpy is imported here, so a fork would not be a fresh interpreter: the collector is
+    # spawned, and its live facts come back over the same pipe.
+    code = """
+        import json, numpy, numdoctor
+        from numdoctor.snapshot import isolated
+        assert not isolated._can_fork(["scipy"])
+        from numdoctor.render import report_data
+        print(json.dumps(report_data(numdoctor.check(["scipy.linalg"]))))
+    """
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    snapshot = json.loads(done.stdout)["snapshot"]
+    assert snapshot["collected_by"] == "subprocess"
+    assert [(i["module"], i["status"]) for i in snapshot["imports"]] == [("scipy.linalg", "ok")]
+    assert {f["name"] for f in snapshot["frameworks"]} == {"numpy", "scipy"}
+    assert snapshot["process"]["pid"] != 0

@@ -194,7 +194,7 @@ def requirement_on(dist: Installed | None, dependency: str) -> str:
 # Reading ~100 METADATA files and parsing their requirements costs tens of milliseconds on
 # every `check`; the answer changes only when a distribution is added or removed, which
 # changes the mtime of its site directory. So the result is kept on disk, keyed by those.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def _cache_file(dirs: list[tuple[str, int]]) -> str | None:
@@ -220,8 +220,12 @@ def cached_conflicts(path: list[str] | None = None) -> tuple[
     dirs = []
     for entry in path if path is not None else sys.path:
         directory = os.path.realpath(entry or os.getcwd())
+        # Only directories that hold metadata count: `python -m` puts the working directory
+        # on sys.path, and one whose files keep changing must not invalidate the cache. A
+        # distribution installed there makes it count.
         try:
-            dirs.append((directory, os.stat(directory).st_mtime_ns))
+            if any(name.endswith((".dist-info", ".egg-info")) for name in os.listdir(directory)):
+                dirs.append((directory, os.stat(directory).st_mtime_ns))
         except OSError:
             continue
     key = tuple(dirs)
