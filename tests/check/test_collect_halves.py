@@ -111,3 +111,13 @@ def test_isolated_check_from_a_process_that_is_not_clean_spawns_its_collector():
     assert [(i["module"], i["status"]) for i in snapshot["imports"]] == [("scipy.linalg", "ok")]
     assert {f["name"] for f in snapshot["frameworks"]} == {"numpy", "scipy"}
     assert snapshot["process"]["pid"] != 0
+
+
+def test_check_api_takes_the_abi_scan_options():
+    code = """
+        import json, numpy, numdoctor
+        print(json.dumps(numdoctor.check(scan_abi=True).snapshot["binary"]["scan"]))
+    """
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == "environment"
