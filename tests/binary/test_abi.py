@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from binary_helpers import collect_report, findings, run_check
@@ -123,3 +126,37 @@ def test_numpy_messages_are_recognised():
                                   "this version of numpy is 0xe")
     assert kind == "api-too-new"
     assert match_numpy_message("ModuleNotFoundError: No module named 'x'") is None
+
+
+def test_markers_are_remembered_on_disk_until_the_file_changes(tmp_path):
+    import shutil
+
+    import numpy._core._multiarray_umath as umath
+
+    copy = tmp_path / "lib" / "_multiarray_umath.so"
+    copy.parent.mkdir()
+    shutil.copy2(umath.__file__, copy)
+    env = {**os.environ, "NUMDOCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMDOCTOR_NO_CACHE", None)
+    read = textwrap.dedent(f"""
+        import sys
+        from numdoctor.snapshot import abi
+        if sys.argv[1] == "disk-only":  # any read of the file itself now fails the test
+            abi._read_file_markers = lambda path: sys.exit("read " + path)
+        print(abi.read_markers({str(copy)!r}))
+        abi.save_markers()
+    """)
+
+    def markers(mode: str) -> str:
+        done = subprocess.run([sys.executable, "-c", read, mode], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    first = markers("read")
+    assert "headers='2.x'" in first
+    assert markers("disk-only") == first  # a new process answers from the cache
+    copy.write_bytes(copy.read_bytes() + b"\0")  # the file changes: it is read again
+    done = subprocess.run([sys.executable, "-c", read, "disk-only"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode != 0 and f"read {copy}" in done.stderr

@@ -20,9 +20,9 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib.machinery import EXTENSION_SUFFIXES
+from typing import NamedTuple
 
 from numdoctor.snapshot.elf import ElfFile, NotElf
 from numdoctor.snapshot.model import ExtensionModule, NumpyBuild
@@ -45,8 +45,7 @@ _PYBIND11 = b"pybind11"
 _TARGET = re.compile(rb"compiled against NumPy C-API version 0x%x \(NumPy ([0-9]+\.[0-9]+)\)")
 
 
-@dataclass(frozen=True)
-class Markers:
+class Markers(NamedTuple):
     """What the bytes of one compiled file say about its NumPy build."""
 
     headers: str  # "1.x", "2.x" or "" (no NumPy C-API use)
@@ -56,16 +55,72 @@ class Markers:
 
 
 def read_markers(path: str) -> Markers | None:
-    """Markers of one compiled file; None when it is not ELF or does not mention numpy."""
+    """Markers of one compiled file; None when it is not ELF or does not mention numpy.
+
+    Remembered in this process and on disk (numdoctor.snapshot.cache) by the file's size,
+    mtime and inode: reading torch's libraries costs 30 ms, and they change only when
+    reinstalled. `save_markers()` writes what was learnt.
+    """
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return _read_markers_cached(path, st.st_size, st.st_mtime_ns)
+    return _read_markers_cached(path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 @lru_cache(maxsize=8192)
-def _read_markers_cached(path: str, _size: int, _mtime: int) -> Markers | None:
+def _read_markers_cached(path: str, size: int, mtime: int, inode: int) -> Markers | None:
+    stamp = [size, mtime, inode]
+    known = _remembered()
+    entry = known.get(path)
+    if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
+        try:
+            return None if entry[3] is None else Markers(*entry[3][:3], tuple(entry[3][3]))
+        except (TypeError, ValueError):
+            pass  # written by another numdoctor version: read the file again
+    markers = _read_file_markers(path)
+    known[path] = [*stamp, None if markers is None else [*markers[:3], list(markers.found)]]
+    _DISK["dirty"] = True
+    return markers
+
+
+# The on-disk memory of read_markers(): path -> [size, mtime_ns, inode, markers or None].
+_DISK: dict = {"entries": None, "dirty": False}
+_DISK_FORMAT = 1
+
+
+def _disk_file() -> str | None:
+    from numdoctor.snapshot.cache import cache_dir
+
+    root = cache_dir()
+    return None if root is None else os.path.join(root, f"abi-markers-{_DISK_FORMAT}.json")
+
+
+def _remembered() -> dict:
+    if _DISK["entries"] is None:
+        from numdoctor.snapshot import cache
+
+        file = _disk_file()
+        data = cache.load(file) if file is not None else None
+        _DISK["entries"] = data.get("entries", {}) if isinstance(data, dict) and \
+            data.get("format") == _DISK_FORMAT else {}
+    return _DISK["entries"]
+
+
+def save_markers() -> None:
+    """Write the markers read in this process to the on-disk cache, if any are new."""
+    file = _disk_file()
+    if not _DISK["dirty"] or file is None:
+        return
+    from numdoctor.snapshot import cache
+
+    # Files that are gone are dropped, so the cache follows the environment.
+    entries = {p: e for p, e in _remembered().items() if os.path.exists(p)}
+    cache.store(file, {"format": _DISK_FORMAT, "entries": entries})
+    _DISK["dirty"] = False
+
+
+def _read_file_markers(path: str) -> Markers | None:
     try:
         with ElfFile(path) as elf:
             ranges = elf.rodata_ranges()

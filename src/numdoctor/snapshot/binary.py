@@ -104,6 +104,7 @@ def _scan(facts: BinaryFacts, mapped: set[str], sys_path: list[str], whole_envir
         ext.loaded = path in mapped
         _add_owner(ext, installed)
         facts.extensions.append(ext)
+    abi.save_markers()
     facts.scan_seconds = round(time.perf_counter() - started, 3)
 
 

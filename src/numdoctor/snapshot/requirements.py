@@ -198,14 +198,11 @@ _CACHE_VERSION = 3
 
 
 def _cache_file(dirs: list[tuple[str, int]]) -> str | None:
-    if os.environ.get("NUMDOCTOR_NO_CACHE"):
-        return None
-    import zlib  # not hashlib: loading OpenSSL costs `check` 5 ms, and this is no secret
+    from numdoctor.snapshot.cache import cache_dir, short_hash
 
-    root = os.environ.get("NUMDOCTOR_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numdoctor")
-    key = _cache_key(dirs).encode()
-    return os.path.join(root, f"metadata-{zlib.crc32(key):08x}{zlib.adler32(key):08x}.json")
+    root = cache_dir()
+    return None if root is None else \
+        os.path.join(root, f"metadata-{short_hash(_cache_key(dirs))}.json")
 
 
 def _cache_key(dirs: list[tuple[str, int]]) -> str:
@@ -244,40 +241,29 @@ _REMEMBERED: dict[tuple, tuple[dict[str, Installed], dict[str, str],
 def _cached_conflicts(path: list[str] | None, dirs: list[tuple[str, int]]) -> tuple[
         dict[str, Installed], dict[str, str], list[RequirementConflict],
         list[KnownIncompatibility]]:
-    import json
-
+    from numdoctor.snapshot import cache
     from numdoctor.snapshot.known_pairs import find_known_incompatible
 
-    cache = _cache_file(dirs)
-    if cache is not None:
+    file = _cache_file(dirs)
+    data = cache.load(file) if file is not None else None
+    if isinstance(data, dict) and data.get("key") == _cache_key(dirs):
         try:
-            with open(cache, encoding="utf-8") as fh:
-                data = json.load(fh)
-            if data["key"] != _cache_key(dirs):
-                raise ValueError("a different key with the same short hash")
             installed = {k: Installed(*v) for k, v in data["installed"].items()}
             conflicts = [RequirementConflict(**c) for c in data["conflicts"]]
             known = [KnownIncompatibility(**k) for k in data["known_incompatible"]]
             return installed, data["involved"], conflicts, known
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        except (KeyError, TypeError):
+            pass  # written by another numdoctor version: computed afresh below
     installed = installed_distributions(path)
     involved, conflicts = find_conflicts(installed)
     known = find_known_incompatible(involved)
-    if cache is not None:
+    if file is not None:
         import dataclasses
 
-        try:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            temporary = f"{cache}.{os.getpid()}.tmp"
-            with open(temporary, "w", encoding="utf-8") as fh:
-                json.dump({"key": _cache_key(dirs),
+        cache.store(file, {"key": _cache_key(dirs),
                            "installed": {k: [d.name, d.version, d.requires]
                                          for k, d in installed.items()},
                            "involved": involved,
                            "conflicts": [dataclasses.asdict(c) for c in conflicts],
-                           "known_incompatible": [dataclasses.asdict(k) for k in known]}, fh)
-            os.replace(temporary, cache)
-        except OSError:
-            pass  # a read-only home is fine: the answer was computed anyway
+                           "known_incompatible": [dataclasses.asdict(k) for k in known]})
     return installed, involved, conflicts, known
