@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from numdoctor._version import __version__
 
@@ -49,8 +50,8 @@ def entry() -> None:
     standard streams are flushed: tearing down the few hundred modules `check` loaded costs
     10-20 ms of its whole-process time, and nothing waits for it.
     """
-    code = main()
-    if getattr(sys.modules.get(f"numdoctor.commands.{_ran}"), "EXIT_WITHOUT_TEARDOWN", False):
+    code, module = _dispatch(sys.argv[1:])
+    if getattr(module, "EXIT_WITHOUT_TEARDOWN", False):
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -60,28 +61,30 @@ def entry() -> None:
     sys.exit(code)
 
 
-_ran = ""  # the subcommand main() ran last
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    global _ran
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    """Run one numdoctor command line; returns its exit status."""
+    return _dispatch(list(sys.argv[1:] if argv is None else argv))[0]
+
+
+def _dispatch(argv: Sequence[str]) -> tuple[int, ModuleType | None]:
+    """(exit status, the subcommand's module, None when none ran)."""
+    args_list = list(argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in
                          ("-h", "--help", "--version")):
         args_list.insert(0, DEFAULT_COMMAND)
+    module = None
     try:
         command = args_list[0] if args_list[0] in COMMANDS else None
         args = build_parser(command).parse_args(args_list)
         module = importlib.import_module(f"numdoctor.commands.{args.command}")
-        _ran = args.command
-        return module.run(args)
+        return module.run(args), module
     except UsageError as exc:
         print(f"{exc} (see 'numdoctor --help')", file=sys.stderr)
-        return 2
+        return 2, None
     except KeyboardInterrupt:
         print("numdoctor: interrupted", file=sys.stderr)
-        return 130
+        return 130, module
     except BrokenPipeError:
         # `numdoctor check | head`: the reader left; that is not an error of ours.
         sys.stderr.close()
-        return 0
+        return 0, module

@@ -70,54 +70,74 @@ def read_markers(path: str) -> Markers | None:
 
 @lru_cache(maxsize=8192)
 def _read_markers_cached(path: str, size: int, mtime: int, inode: int) -> Markers | None:
-    stamp = [size, mtime, inode]
-    known = _remembered()
-    entry = known.get(path)
-    if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
-        try:
-            return None if entry[3] is None else Markers(*entry[3][:3], tuple(entry[3][3]))
-        except (TypeError, ValueError):
-            pass  # written by another numdoctor version: read the file again
-    markers = _read_file_markers(path)
-    known[path] = [*stamp, None if markers is None else [*markers[:3], list(markers.found)]]
-    _DISK["dirty"] = True
+    stamp = (size, mtime, inode)
+    found, markers = _STORE.get(path, stamp)
+    if not found:
+        markers = _read_file_markers(path)
+        _STORE.put(path, stamp, markers)
     return markers
-
-
-# The on-disk memory of read_markers(): path -> [size, mtime_ns, inode, markers or None].
-_DISK: dict = {"entries": None, "dirty": False}
-_DISK_FORMAT = 1
-
-
-def _disk_file() -> str | None:
-    from numdoctor.snapshot.cache import cache_dir
-
-    root = cache_dir()
-    return None if root is None else os.path.join(root, f"abi-markers-{_DISK_FORMAT}.json")
-
-
-def _remembered() -> dict:
-    if _DISK["entries"] is None:
-        from numdoctor.snapshot import cache
-
-        file = _disk_file()
-        data = cache.load(file) if file is not None else None
-        _DISK["entries"] = data.get("entries", {}) if isinstance(data, dict) and \
-            data.get("format") == _DISK_FORMAT else {}
-    return _DISK["entries"]
 
 
 def save_markers() -> None:
     """Write the markers read in this process to the on-disk cache, if any are new."""
-    file = _disk_file()
-    if not _DISK["dirty"] or file is None:
-        return
-    from numdoctor.snapshot import cache
+    _STORE.save()
 
-    # Files that are gone are dropped, so the cache follows the environment.
-    entries = {p: e for p, e in _remembered().items() if os.path.exists(p)}
-    cache.store(file, {"format": _DISK_FORMAT, "entries": entries})
-    _DISK["dirty"] = False
+
+class _MarkerStore:
+    """The on-disk memory of read_markers(): path -> [size, mtime_ns, inode, markers|None],
+    loaded on first use and written back when something new was read."""
+
+    FORMAT = 1
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list] | None = None
+        self.dirty = False
+
+    def get(self, path: str, stamp: tuple[int, int, int]) -> tuple[bool, Markers | None]:
+        entry = self._entries().get(path)
+        if isinstance(entry, list) and len(entry) == 4 and tuple(entry[:3]) == stamp:
+            try:
+                return True, None if entry[3] is None else \
+                    Markers(*entry[3][:3], tuple(entry[3][3]))
+            except (TypeError, ValueError):
+                pass  # written by another numdoctor version: read the file again
+        return False, None
+
+    def put(self, path: str, stamp: tuple[int, int, int], markers: Markers | None) -> None:
+        value = None if markers is None else [*markers[:3], list(markers.found)]
+        self._entries()[path] = [*stamp, value]
+        self.dirty = True
+
+    def save(self) -> None:
+        file = self._file()
+        if not self.dirty or file is None:
+            return
+        from numdoctor.snapshot import cache
+
+        # Files that are gone are dropped, so the cache follows the environment.
+        entries = {p: e for p, e in self._entries().items() if os.path.exists(p)}
+        cache.store(file, {"format": self.FORMAT, "entries": entries})
+        self.dirty = False
+
+    def _file(self) -> str | None:
+        from numdoctor.snapshot.cache import cache_dir
+
+        root = cache_dir()
+        return None if root is None else os.path.join(root, f"abi-markers-{self.FORMAT}.json")
+
+    def _entries(self) -> dict[str, list]:
+        if self.entries is None:
+            from numdoctor.snapshot import cache
+
+            file = self._file()
+            data = cache.load(file) if file is not None else None
+            ok = isinstance(data, dict) and data.get("format") == self.FORMAT \
+                and isinstance(data.get("entries"), dict)
+            self.entries = data["entries"] if ok else {}
+        return self.entries
+
+
+_STORE = _MarkerStore()
 
 
 def _read_file_markers(path: str) -> Markers | None:
