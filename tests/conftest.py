@@ -14,6 +14,30 @@ import pytest
 # accepts pytest_plugins in the top-level conftest.
 pytest_plugins = ["pytester"]
 
+
+_SESSION_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """numdoctor's on-disk cache goes to a directory of this session, shared by every
+    numdoctor the tests start, not to the user's ~/.cache (a test may set its own)."""
+    import os
+    import tempfile
+
+    if "NUMDOCTOR_CACHE_DIR" not in os.environ:
+        os.environ["NUMDOCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="numdoctor-test-cache-")
+        _SESSION_CACHE.append(os.environ["NUMDOCTOR_CACHE_DIR"])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import os
+
+    for directory in _SESSION_CACHE:
+        shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get("NUMDOCTOR_CACHE_DIR") == directory:
+            del os.environ["NUMDOCTOR_CACHE_DIR"]
+    _SESSION_CACHE.clear()
+
 OMP_SOURCE = r"""
 #include <omp.h>
 /* Runs one parallel region: afterwards libgomp keeps its pool of threads parked. */
