@@ -121,3 +121,20 @@ def test_check_api_takes_the_abi_scan_options():
     done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == "environment"
+
+
+def test_a_forked_collector_counts_its_own_threads():
+    # A fresh environment-free check: the forked collector has one thread, its own.
+    code = """
+        import json, os
+        from numdoctor.snapshot.live import live_facts
+        pid = os.fork()
+        if pid == 0:
+            process = live_facts(threadpools=False)["process"]
+            print(json.dumps([process["threads_total"], process["python_threads"]]))
+            os._exit(0)
+        os.waitpid(pid, 0)
+    """
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [1, 1]

@@ -165,7 +165,11 @@ def python_thread_ids() -> set[int]:
     """Native ids of the threads the interpreter knows about (ours, not a pool's)."""
     import threading
 
-    ids = {t.native_id for t in threading.enumerate() if t.native_id is not None}
+    # The current thread is asked directly: after os.fork() CPython 3.11 keeps the parent's
+    # native id in the main thread's record, which would count a thread that is not here.
+    current = threading.current_thread()
+    ids = {t.native_id for t in threading.enumerate()
+           if t is not current and t.native_id is not None}
     ids.add(threading.get_native_id())
     return ids
 
