@@ -5,6 +5,7 @@ the smallest failing combination and re-run it with each mitigation to see which
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from numdoctor.probe.canaries import CANARIES, Canary, canaries_for
 from numdoctor.probe.runner import Result, run_scenario
 from numdoctor.probe.scenarios import DEFAULT_ENVS, FORKING_MODES, MODES, Scenario, plan
+from numdoctor.probe.turns import TurnKeeper
 
 # The operation is "slow" when it takes this many times its time alone (and at least
 # SLOW_MIN_EXTRA seconds more): below that, timing noise on a shared machine dominates.
@@ -104,6 +106,12 @@ class _Runner:
         self.deadline = (time.monotonic() + options.budget) if options.budget else None
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
         self.skipped = 0
+        # Side by side, the scenarios' operations take turns (see turns.py).
+        self._turn_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.turns: TurnKeeper | None = None
+        if options.jobs > 1:
+            self._turn_dir = tempfile.TemporaryDirectory(prefix="numdoctor-turns-")
+            self.turns = TurnKeeper(self._turn_dir.name)
 
     def run_all(self, scenarios: list[Scenario]) -> list[Result | None]:
         return list(self.pool.map(self._one, scenarios))
@@ -118,13 +126,18 @@ class _Runner:
         if self.deadline is not None:
             timeout = max(1.0, min(timeout, self.deadline - time.monotonic()))
         result = run_scenario(scenario, timeout=timeout,
-                              hang_timeout=min(self.options.hang_timeout, timeout))
+                              hang_timeout=min(self.options.hang_timeout, timeout),
+                              turns=self.turns.address if self.turns else None)
         if self.progress:
             self.progress(scenario.label, result)
         return result
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        if self.turns is not None:
+            self.turns.close()
+        if self._turn_dir is not None:
+            self._turn_dir.cleanup()
 
 
 def count_scenarios(options: ProbeOptions) -> int:

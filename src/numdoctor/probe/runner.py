@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numdoctor.probe.scenarios import OK_MARKER, Scenario, script
+from numdoctor.probe.turns import ENV_TURN
 
 # Outcomes, worst first.
 OUTCOMES = ("crash", "hang", "error", "slow", "pass", "not-run")
@@ -41,8 +42,12 @@ class Result:
 
 
 def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
-                 base_env: dict[str, str] | None = None) -> Result:
+                 base_env: dict[str, str] | None = None, turns: str | None = None) -> Result:
+    """`turns`: the address of the probe's TurnKeeper when scenarios run side by side."""
     env = dict(os.environ if base_env is None else base_env)
+    env.pop(ENV_TURN, None)
+    if turns:
+        env[ENV_TURN] = turns
     env.update(scenario.env_dict)
     # The probe's own process may carry threadpoolctl's setting; a scenario must not.
     if "KMP_DUPLICATE_LIB_OK" not in scenario.env_dict:
@@ -51,7 +56,7 @@ def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
         path = os.path.join(tmp, "scenario.py")
         report_path = os.path.join(tmp, "report.json")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(script(scenario))
+            fh.write(script(scenario, take_turns=bool(turns)))
         # Busy is not hung: a worker that re-imports torch keeps a CPU busy for seconds
         # without output. Only an idle, silent tree is a hang; busy ones get the hard limit.
         command = [sys.executable, "-m", "numdoctor", "run", "--hang-timeout", f"{hang_timeout:g}",

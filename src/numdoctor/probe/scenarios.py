@@ -1,7 +1,9 @@
 """Scenarios: import order x operation x threading environment x process mode.
 
 Each scenario becomes one standalone Python script (`script()`): the same text is what the
-probe runs and what a user attaches to a bug report.
+probe runs and what a user attaches to a bug report. When scenarios run side by side the probe
+adds a few lines that make each wait for its turn before the timed operation (`turns.py`);
+the reproduction is the script without them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from numdoctor.probe.canaries import Canary
+from numdoctor.probe.turns import WAIT_FOR_TURN
 
 # How the operation is exercised:
 #   inprocess      the op once, in the interpreter that imported everything;
@@ -63,8 +66,11 @@ class Scenario:
         return tuple(names)
 
 
-def script(scenario: Scenario) -> str:
-    """A standalone reproduction: exits 0 and prints OK_MARKER when the scenario passes."""
+def script(scenario: Scenario, *, take_turns: bool = False) -> str:
+    """A standalone reproduction: exits 0 and prints OK_MARKER when the scenario passes.
+
+    `take_turns` adds the wait for the probe's turn before the timed operation.
+    """
     imports = "\n".join(f"import {name}" for name in scenario.all_imports())
     body = textwrap.indent(scenario.canary.code, "    ")
     env = "".join(f"#   {k}={v}\n" for k, v in scenario.env)
@@ -75,13 +81,21 @@ def script(scenario: Scenario) -> str:
             "# Run:  ", "# Run: ")
     )
     run = _MODE_CODE[scenario.mode]
+    wait, waiting, done = ("", "", "")
+    if take_turns:
+        wait, waiting = f"{WAIT_FOR_TURN}\n\n", "    _turn = _wait_for_turn()\n"
+        # The turn ends with the timed part, not with the interpreter's teardown.
+        done = "    if _turn:\n        _turn.close()\n"
     return (
         f"{head}import os, sys, time\n{imports}\n\n\n"
         f"def op():\n{body}\n\n\n"
+        f"{wait}"
         f"if __name__ == '__main__':\n"
+        f"{waiting}"
         f"    start = time.perf_counter()\n"
         f"{textwrap.indent(run, '    ')}"
         f"    print('{OK_MARKER}', round(time.perf_counter() - start, 4), flush=True)\n"
+        f"{done}"
     )
 
 
