@@ -138,3 +138,31 @@ def test_a_forked_collector_counts_its_own_threads():
     done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [1, 1]
+
+
+def test_work_done_while_the_child_imports_runs_at_the_lowest_priority_and_may_fail():
+    code = """
+        import json, os, threading
+        from numdoctor.snapshot.isolated import collect_isolated
+        seen = {"before": os.getpriority(os.PRIO_PROCESS, 0)}
+        def meanwhile():
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            seen["main"] = threading.current_thread() is threading.main_thread()
+        snapshot = collect_isolated(["json"], while_waiting=meanwhile)
+        seen["main_nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["imports"] = [a.status for a in snapshot.imports]
+        def fails():
+            raise LookupError("from the caller's work")
+        try:
+            collect_isolated(["json"], while_waiting=fails)
+        except LookupError as exc:
+            seen["raised"] = str(exc)
+        print(json.dumps(seen))
+    """
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    # The caller's own priority is untouched; its error reaches it.
+    assert seen["main_nice"] == seen.pop("before")
+    assert seen == {"nice": 19, "main": False, "main_nice": seen["main_nice"],
+                    "imports": ["ok"], "raised": "from the caller's work"}
