@@ -81,6 +81,20 @@ def test_kmp_duplicate_lib_ok_in_environment_is_omp003():
     assert "KMP_DUPLICATE_LIB_OK=TRUE" in finding["evidence"]
 
 
+@pytest.mark.skipif(not module_installed("sklearn"), reason="needs scikit-learn")
+def test_the_import_that_sets_kmp_duplicate_lib_ok_is_named():
+    # scikit-learn sets it (os.environ.setdefault) in its __init__.
+    report = check_json("--import", "numpy,sklearn")  # without it in the environment
+    attempts = {a["module"]: a for a in report["snapshot"]["imports"]}
+    assert attempts["numpy"]["environment_set"] == []
+    assert "KMP_DUPLICATE_LIB_OK" in attempts["sklearn"]["environment_set"]
+    finding = codes(report)["OMP003"][0]
+    assert "set during `import sklearn`" in "\n".join(finding["evidence"])
+    assert "KMP_DUPLICATE_LIB_OK=FALSE" in finding["fix"]
+    text = run_cli("check", "--import", "numpy,sklearn").stdout
+    assert "set KMP_DUPLICATE_LIB_OK" in text  # the import's row in the table says so
+
+
 def test_in_process_check_does_not_leave_kmp_duplicate_lib_ok_behind():
     from checkutil import run_python
 

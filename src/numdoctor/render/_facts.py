@@ -109,9 +109,16 @@ IMPORT_COLUMNS = ["module", "status", "seconds", "detail"]
 
 
 def import_rows(snapshot: dict[str, Any]) -> list[list[str]]:
-    return [[a["module"], a["status"], f"{a.get('seconds', 0):.2f}",
-             (a.get("detail") or "").splitlines()[0][:100] if a.get("detail") else ""]
+    return [[a["module"], a["status"], f"{a.get('seconds', 0):.2f}", _import_detail(a)]
             for a in snapshot.get("imports", [])]
+
+
+def _import_detail(attempt: dict[str, Any]) -> str:
+    if attempt.get("detail"):
+        return attempt["detail"].splitlines()[0][:100]
+    if attempt.get("environment_set"):
+        return f"set {', '.join(attempt['environment_set'])}"[:100]
+    return ""
 
 
 def environment_lines(snapshot: dict[str, Any]) -> list[str]:

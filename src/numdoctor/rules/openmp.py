@@ -113,19 +113,28 @@ def duplicate_lib_ok(snapshot: Snapshot) -> Iterator[Finding]:
 
     **Why it matters.** The abort was telling the truth: two runtimes now share one process,
     and the result is intermittent hangs at 0 % CPU and wrong numbers instead of a clear
-    error. threadpoolctl sets this variable when it is imported (scikit-learn imports it), so
-    it is often set without the user knowing.
+    error. scikit-learn and threadpoolctl set this variable when they are imported (with
+    `os.environ.setdefault`), so it is often set without the user knowing; `numdoctor check`
+    records which of its imports set it.
 
-    **Fix.** Unset it and fix the duplicate runtime it was hiding (see OMP001/OMP002). If it
-    was set by `import threadpoolctl`, import your frameworks before threadpoolctl, or set it
-    to `FALSE` explicitly.
+    **Fix.** Unset it and fix the duplicate runtime it was hiding (see OMP001/OMP002). If an
+    import sets it, export `KMP_DUPLICATE_LIB_OK=FALSE` before Python starts: `setdefault`
+    keeps an explicit value.
     """
     value = snapshot.environment.get("KMP_DUPLICATE_LIB_OK")
     if value is None or value.strip().lower() not in _TRUTHY:
         return
     evidence = [f"KMP_DUPLICATE_LIB_OK={value}"]
     origin = snapshot.process.kmp_duplicate_lib_ok_original
-    if snapshot.process.threadpoolctl_preloaded and value == "True":
+    setters = [a.module for a in snapshot.imports if "KMP_DUPLICATE_LIB_OK" in a.environment_set]
+    fix = "Unset KMP_DUPLICATE_LIB_OK and remove the duplicate OpenMP runtime instead."
+    if setters:
+        evidence.append(f"set during `import {setters[0]}` (numdoctor compared os.environ "
+                        "before and after each import)")
+        fix = (f"`import {setters[0]}` sets it only where it is unset: export "
+               "KMP_DUPLICATE_LIB_OK=FALSE before Python starts, and remove any duplicate "
+               "OpenMP runtime instead.")
+    elif snapshot.process.threadpoolctl_preloaded and value == "True":
         evidence.append(
             "threadpoolctl is imported in this process and sets exactly this value on import "
             "(os.environ.setdefault), so it is the likely source"
@@ -144,5 +153,5 @@ def duplicate_lib_ok(snapshot: Snapshot) -> Iterator[Finding]:
             else "A second Intel OpenMP runtime loaded later would not abort but silently "
             "misbehave (hangs, wrong results)."
         ),
-        fix="Unset KMP_DUPLICATE_LIB_OK and remove the duplicate OpenMP runtime instead.",
+        fix=fix,
     )

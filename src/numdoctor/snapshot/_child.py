@@ -37,6 +37,7 @@ def run(args: dict) -> int:
     attempts = []
     for module in args["imports"]:
         emit(event="import", module=module)
+        environ_before = dict(os.environ)
         start = time.perf_counter()
         status, detail, tb = "ok", "", ""
         try:
@@ -54,8 +55,14 @@ def run(args: dict) -> int:
 
             status, detail, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
         seconds = time.perf_counter() - start
+        # Names only: which variables this import set (scikit-learn sets KMP_DUPLICATE_LIB_OK,
+        # for one). Values stay out of the record; the environment facts hold those that
+        # matter.
+        environment_set = sorted(name for name, value in os.environ.items()
+                                 if environ_before.get(name) != value)
         attempts.append({"module": module, "status": status, "seconds": round(seconds, 3),
-                         "detail": detail, "traceback": tb[-4000:]})
+                         "detail": detail, "traceback": tb[-4000:],
+                         "environment_set": environment_set})
         emit(event="imported", module=module, status=status, seconds=seconds, detail=detail)
 
     emit(event="collect")

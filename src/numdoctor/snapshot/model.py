@@ -80,6 +80,7 @@ class ImportAttempt:
     seconds: float = 0.0
     detail: str = ""  # exception text, signal name, last lines of stderr...
     traceback: str = ""
+    environment_set: list[str] = field(default_factory=list)  # variables the import set
 
 
 @dataclass
