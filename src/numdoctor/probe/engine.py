@@ -111,7 +111,13 @@ class _Runner:
         self.turns: TurnKeeper | None = None
         if options.jobs > 1:
             self._turn_dir = tempfile.TemporaryDirectory(prefix="numdoctor-turns-")
-            self.turns = TurnKeeper(self._turn_dir.name)
+            try:
+                self.turns = TurnKeeper(self._turn_dir.name)
+            except OSError:
+                # No Unix socket here (a socket path too long for the platform, say): the
+                # scenarios then run without turns, which costs time and timing precision
+                # but no verdict ("slow" ones are confirmed alone anyway).
+                self.turns = None
 
     def run_all(self, scenarios: list[Scenario]) -> list[Result | None]:
         return list(self.pool.map(self._one, scenarios))

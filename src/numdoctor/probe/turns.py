@@ -75,6 +75,7 @@ class TurnKeeper:
         self._server.setblocking(False)
         self._wake_r, self._wake_w = os.pipe()
         self._waiting: collections.deque[socket.socket] = collections.deque()
+        self._open: set[socket.socket] = set()  # every connection not yet closed
         self._holder: socket.socket | None = None
         self._held_since = 0.0
         self._tree: _TreeCpu | None = None
@@ -90,7 +91,7 @@ class TurnKeeper:
         self._stop = True
         os.write(self._wake_w, b"x")
         self._thread.join()
-        for conn in [*self._waiting, *([self._holder] if self._holder else [])]:
+        for conn in self._open:
             conn.close()
         self._server.close()
         os.close(self._wake_r)
@@ -125,6 +126,7 @@ class TurnKeeper:
         except OSError:
             return
         conn.setblocking(False)
+        self._open.add(conn)
         self._waiting.append(conn)
         # Readable means closed: the scenario never writes.
         sel.register(conn, selectors.EVENT_READ, "conn")
@@ -139,6 +141,7 @@ class TurnKeeper:
             pass
         sel.unregister(conn)
         conn.close()
+        self._open.discard(conn)
         if conn is self._holder:
             self._holder = None
         elif conn in self._waiting:
@@ -152,6 +155,7 @@ class TurnKeeper:
             except OSError:
                 sel.unregister(conn)
                 conn.close()
+                self._open.discard(conn)
                 continue
             self._holder, self._held_since = conn, time.monotonic()
             self._tree = _TreeCpu(_peer_pid(conn))

@@ -124,11 +124,12 @@ def _run_child(imports: list[str], timeout: float, progress: Progress | None,
         try:
             background = _Background(imports, while_waiting, system, _MapsWatcher(child.pid))
             try:
-                result = _supervise(child, read_fd, timeout, progress, scratch, background)
-            finally:
-                background.imports_over.set()
-                system = background.join()
-            return result, system
+                result = _supervise(child, read_fd, timeout, progress, scratch,
+                                    background.imports_over)
+            except BaseException:
+                background.stop()  # its own error, if any, must not hide this one
+                raise
+            return result, background.join()
         finally:
             _kill_group(child, wait=result is None or result.live is None)
     finally:
@@ -179,10 +180,16 @@ class _Background:
             self.error = exc
 
     def join(self) -> SystemInfo | None:
+        """The machine's facts, once the work is done; raises what the work raised."""
+        self.imports_over.set()
         self.thread.join()
         if self.error is not None:
             raise self.error
         return self.system
+
+    def stop(self) -> None:
+        self.imports_over.set()
+        self.thread.join()
 
 
 class _Scratch:
@@ -332,7 +339,7 @@ def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
 
 def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: float,
                progress: Progress | None, scratch: _Scratch,
-               background: _Background) -> _ChildResult:
+               imports_over: threading.Event) -> _ChildResult:
     result = _ChildResult()
     current: str | None = None
     started = time.monotonic()
@@ -361,7 +368,7 @@ def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: fl
                 current = None
             elif kind == "collect":
                 current, started = None, time.monotonic()
-                background.imports_over.set()
+                imports_over.set()
             elif kind == "done":
                 # Everything is here; the child's exit is not waited for (see _kill_group).
                 result.live, result.attempts = event["facts"], event["attempts"]
