@@ -105,3 +105,18 @@ def test_the_reproduction_script_has_no_turn_taking_and_both_run_alone(tmp_path)
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert OK_MARKER in done.stdout
+
+
+def test_without_a_usable_socket_path_scenarios_run_without_turns(tmp_path, monkeypatch):
+    from numdoctor.probe.engine import ProbeOptions, _Runner
+
+    deep = tmp_path / ("d" * 120)  # longer than a Unix socket path may be
+    deep.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(deep))
+    runner = _Runner(ProbeOptions(modules=["numpy"], jobs=2, timeout=60, hang_timeout=10), None)
+    try:
+        assert runner.turns is None
+        (result,) = runner.run_all([Scenario(("numpy",), CANARIES["numpy.matmul"])])
+    finally:
+        runner.close()
+    assert result is not None and result.outcome == "pass"
