@@ -31,10 +31,12 @@ def timed(cmd: list[str]) -> float:
 
 def compare(name: str, ours: list[str], peer: list[str], goal: float, repeat: int,
             floor: list[str]) -> bool:
-    """`floor` is the bare import the check cannot avoid: what the ratio could be at best.
+    """`floor` is the plain import the check cannot avoid.
 
     It ends with os._exit, as `numdoctor check` does: the interpreter's teardown of the
-    imported modules (tens of milliseconds for torch) is paid by neither.
+    imported modules (tens of milliseconds for torch) is paid by neither. It keeps the
+    cyclic garbage collector, which numdoctor's collector child runs without, so numdoctor
+    can come in under it (about 0.1-0.2 s for torch).
     """
     timed(ours), timed(peer), timed(floor)  # warm the page cache for all three
     a, b, c = [], [], []

