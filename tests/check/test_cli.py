@@ -104,3 +104,18 @@ def test_import_failures_become_findings_not_tracebacks(tmp_path):
     assert statuses == [("raises_on_import", "error"), ("hangs_on_import", "hang"),
                         ("aborts_on_import", "crash"), ("numpy", "ok"),
                         ("not_a_module_xyz", "missing")]
+
+
+def test_check_called_in_process_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    from checkutil import run_python
+
+    out = tmp_path / "report.json"
+    done = run_python(f"""
+        import gc
+        from numdoctor.cli import main
+        code = main(["check", "--import", "json", "--format", "json", "--output", {str(out)!r}])
+        print(code, gc.isenabled())
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]
+    assert json.loads(out.read_text())["snapshot"]["imports"][0]["status"] == "ok"

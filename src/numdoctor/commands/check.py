@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import sys
 
@@ -70,6 +71,19 @@ def default_modules() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A short-lived process that frees almost nothing before it exits: collections would
+    # only cost time (the forked collector runs without them too, see _child.py). Restored
+    # for callers of numdoctor.cli.main() in their own process.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _check(args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _check(args: argparse.Namespace) -> int:
     # Only what starting the collector needs is imported before it forks; the rest loads in
     # parallel with the child's imports (`_prepare`) or after.
     from numdoctor.cli import UsageError
