@@ -135,10 +135,11 @@ def duplicate_lib_ok(snapshot: Snapshot) -> Iterator[Finding]:
                "KMP_DUPLICATE_LIB_OK=FALSE before Python starts, and remove any duplicate "
                "OpenMP runtime instead.")
     elif snapshot.process.threadpoolctl_preloaded and value == "True":
-        evidence.append(
-            "threadpoolctl is imported in this process and sets exactly this value on import "
-            "(os.environ.setdefault), so it is the likely source"
-        )
+        sources = "threadpoolctl is imported in this process and sets"
+        if any(f.name == "sklearn" for f in snapshot.frameworks):
+            sources = "scikit-learn and threadpoolctl are imported in this process and set"
+        evidence.append(f"{sources} exactly this value on import (os.environ.setdefault), so "
+                        "it is the likely source")
     elif origin is not None:
         evidence.append("set before numdoctor looked (by the environment or the program)")
     intel = snapshot.libs("openmp", "intel")
