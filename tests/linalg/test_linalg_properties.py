@@ -91,6 +91,20 @@ def test_ignore_mode_never_raises_guard_errors(system):
             info.raise_for_status()
 
 
+def test_a_subnormal_rcond_is_an_infinite_condition_estimate_not_a_warning():
+    # Found by the property test below: entries at the bottom of float64's range gave an
+    # ill-conditioned matrix whose rcond is subnormal, and 1 / rcond overflowed.
+    from numdoctor.linalg._report import build_error
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        err = build_error(np.array([la.Status.OK, la.Status.ILL_CONDITIONED]),
+                          np.array([0.5, 5e-324]), np.dtype(np.complex128), 1e-12)
+    assert isinstance(err, la.IllConditionedError)
+    assert err.indices == [(1,)]
+    assert "κ₁≈∞" in str(err)
+
+
 @SETTINGS
 @given(systems(special=True))
 def test_inv_and_cond_only_documented_errors(system):

@@ -103,7 +103,7 @@ def cond_estimate(A: Any, p: Any = 1) -> Any:
             out[ix] = np.inf
             continue
         rc = f.rcond()
-        out[ix] = 1.0 / rc if rc > 0 else np.inf
+        out[ix] = 1.0 / float(rc) if rc > 0 else np.inf  # float: inf past the range
     return out.item() if not batch else out
 
 

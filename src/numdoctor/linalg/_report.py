@@ -48,7 +48,7 @@ def _avail_text(dtype: np.dtype) -> str:
 
 def describe_ill(rcond: float, dtype: np.dtype) -> str:
     lost = min(digits_lost(rcond, dtype), float(_avail_text(dtype)))
-    kappa = fmt(1.0 / rcond) if rcond > 0 else "∞"
+    kappa = fmt(1.0 / float(rcond)) if rcond > 0 else "∞"  # float: inf past the range
     return (
         f"rcond≈{fmt(rcond)} (κ₁≈{kappa}), about {lost:.1f} of {_avail_text(dtype)} "
         f"{dtype_name(dtype)} digits lost"
@@ -116,7 +116,9 @@ def build_error(
     indices = [tuple(int(i) for i in ix) for ix in bad] if batched else [()]
     lost = digits_lost(rcond, dtype)
     avail = digits_available(dtype)
-    cond_est = np.divide(1.0, rcond, out=np.full(rcond.shape, np.inf), where=rcond > 0)
+    # A subnormal rcond has no finite reciprocal: its estimate is inf, not a warning.
+    with np.errstate(over="ignore"):
+        cond_est = np.divide(1.0, rcond, out=np.full(rcond.shape, np.inf), where=rcond > 0)
     if batched:
         parts = [
             f"[{', '.join(map(str, ix))}] {_describe_one(int(status[ix]), float(rcond[ix]), int(pivots[ix]), dtype)}"  # noqa: E501
