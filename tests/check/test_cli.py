@@ -119,3 +119,32 @@ def test_check_called_in_process_leaves_the_garbage_collector_as_it_found_it(tmp
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "True"]
     assert json.loads(out.read_text())["snapshot"]["imports"][0]["status"] == "ok"
+
+
+def test_progress_is_shown_on_a_terminal_and_never_in_the_report(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from checkutil import _env
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "numdoctor", "check", "--import", "json",
+                             "--format", "json"], stdout=subprocess.PIPE, stderr=slave,
+                            env=_env(None))
+    os.close(slave)
+    report = json.loads(proc.communicate(timeout=120)[0])
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the process has gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert report["snapshot"]["imports"][0]["module"] == "json"
+    assert b"2/2" in shown  # the bar on the terminal: one import, then collecting

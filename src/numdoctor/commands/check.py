@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import gc
 import re
-import sys
 
 from numdoctor.commands._options import FAIL_ON, add_output_options
+from numdoctor.commands._progress import StderrProgress
 
 # Once the report is written nothing is left to clean up (the collector child is killed and
 # reaped, its scratch files are anonymous): see numdoctor.cli.entry.
@@ -94,7 +94,7 @@ def _check(args: argparse.Namespace) -> int:
     modules = parse_modules(args.imports)
     if modules is None:
         modules = default_modules()
-    with _progress(modules) as progress:
+    with _ImportProgress(len(modules) + 1 if modules else 0) as progress:
         snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
                                     while_waiting=lambda: _prepare(args.format),
                                     scan_abi=args.scan_abi, confirm_abi=args.confirm_abi)
@@ -131,25 +131,16 @@ def _prepare(fmt: str) -> None:
                color=False)
 
 
-class _progress:
-    """A rich progress line on stderr while modules import; silent when not a terminal."""
+class _ImportProgress(StderrProgress):
+    """One step per import, one for collecting."""
 
-    def __init__(self, modules: list[str]) -> None:
-        self.modules = modules
-        self.bar = None
+    description = "starting"
 
-    def __enter__(self):
-        if not sys.stderr.isatty() or not self.modules:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+    def columns(self) -> tuple:
+        from rich.progress import BarColumn, SpinnerColumn, TextColumn
 
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.completed}/{task.total}"),
-                            console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("starting", total=len(self.modules) + 1)
-        self.bar.start()
-        return self.update
+        return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                TextColumn("{task.completed}/{task.total}"))
 
     def update(self, event: dict) -> None:
         kind = event.get("event")
@@ -161,7 +152,3 @@ class _progress:
             self.bar.update(self.task, description="collecting")
         elif kind == "done":
             self.bar.advance(self.task)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from numdoctor.commands._options import FAIL_ON, add_output_options
+from numdoctor.commands._progress import StderrProgress
 
 if TYPE_CHECKING:
     from numdoctor.probe import ProbeOptions
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         total = count_scenarios(options)
     except ValueError as exc:
         raise UsageError(f"numdoctor probe: {exc}") from None
-    with _progress(total) as progress:
+    with _ScenarioProgress(total) as progress:
         result = probe(options, progress)
     report = build_report(result)
     from numdoctor.commands._common import emit_report
@@ -126,30 +126,15 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.fails(args.fail_on) else 0
 
 
-class _progress:
-    """A rich progress bar on stderr for a terminal; nothing otherwise."""
+class _ScenarioProgress(StderrProgress):
+    """One step per scenario, with its outcome."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar = None
+    def columns(self) -> tuple:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-    def __enter__(self):
-        if not sys.stderr.isatty():
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.bar = Progress(TextColumn("probe"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.description}"), console=Console(stderr=True),
-                            transient=True)
-        self.task = self.bar.add_task("", total=self.total)
-        self.bar.start()
-        return self.update
+        return (TextColumn("probe"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.description}"))
 
     def update(self, label: str, result) -> None:
         outcome = "not run" if result is None else result.outcome
         self.bar.update(self.task, advance=1, description=f"{outcome}: {label}"[:80])
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
