@@ -20,13 +20,26 @@ _SESSION_CACHE: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     """numdoctor's on-disk cache goes to a directory of this session, shared by every
-    numdoctor the tests start, not to the user's ~/.cache (a test may set its own)."""
+    numdoctor the tests start, not to the user's ~/.cache (a test may set its own).
+
+    The signals a terminal sends are given back their default handling: a suite started in
+    the background (`cmd &` ignores SIGINT and SIGQUIT) or under nohup (SIGHUP) would pass
+    "ignored" down to every program the tests supervise, and the signal tests would test
+    the launcher instead of numdoctor.
+    """
     import os
+    import signal
     import tempfile
 
     if "NUMDOCTOR_CACHE_DIR" not in os.environ:
         os.environ["NUMDOCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="numdoctor-test-cache-")
         _SESSION_CACHE.append(os.environ["NUMDOCTOR_CACHE_DIR"])
+    for name in ("SIGHUP", "SIGQUIT"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
