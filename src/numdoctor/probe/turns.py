@@ -7,15 +7,15 @@ partners that are not scheduled: measured on 2 cores, a 300x300 SVD took 0.4-1.4
 then says nothing about the operation, and "slow" verdicts become noise.
 
 So the scenarios import side by side (mostly one thread each), and each waits for its turn
-before its timed operation; the turn is held until the scenario's process exits. The keeper
-passes the turn on early when the holder's process tree goes idle (a deadlock: nothing left
-to measure, and the supervisor is the one judging it) or holds it longer than TURN_LIMIT
-(a runaway that must not stall the probe).
+before its timed operation and holds it until that part is over. The keeper passes the turn
+on early when the holder's process tree goes idle (a deadlock: nothing left to measure, and
+the supervisor is the one judging it) or holds it longer than TURN_LIMIT (a runaway that
+must not stall the probe).
 
-The protocol is one Unix socket: a scenario connects and blocks until it reads one byte; its
-process closing the connection (at exit) ends its turn. A scenario that cannot connect runs
-without waiting. While it waits it touches the supervisor's heartbeat file, so waiting is
-never mistaken for a hang.
+The protocol is one Unix socket: a scenario connects and blocks until it reads one byte;
+closing the connection (after the timed part, or when its processes end) ends its turn. A
+scenario that cannot connect runs without waiting. While it waits it touches the
+supervisor's heartbeat file, so waiting is never mistaken for a hang.
 """
 
 from __future__ import annotations
