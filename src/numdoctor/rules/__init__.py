@@ -1,5 +1,9 @@
-"""Apply rules: pure functions from a Snapshot to Findings (second stage of the pipeline)."""
+"""Apply rules: pure functions from facts to Findings (the second stage of the pipeline).
 
-from numdoctor.rules.registry import Rule, all_rules, apply_rules, describe, get, rule
+Every module of this package is found and imported by the registry; each declares its codes
+beside the checks that emit them.
+"""
 
-__all__ = ["Rule", "all_rules", "apply_rules", "describe", "get", "rule"]
+from numdoctor.rules.registry import Rule, Stage, all_rules, apply_rules, declare, get, rule
+
+__all__ = ["Rule", "Stage", "all_rules", "apply_rules", "declare", "get", "rule"]

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
-from numdoctor.rules.registry import get, rule
+from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import ExtensionModule, NumpyBuild, Snapshot
 from numdoctor.snapshot.requirements import canonicalize_name
 
@@ -74,7 +74,7 @@ def _says(ext: ExtensionModule, messages: tuple[str, ...]) -> bool:
 # -- ABI001 ---------------------------------------------------------------------------------
 @rule("ABI001", "An extension module was built for NumPy 1.x but NumPy 2 runs",
       Severity.ERROR)
-def built_for_numpy1(snapshot: Snapshot) -> Iterator[Finding]:
+def built_for_numpy1(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     A compiled module (or a library shipped with a Python package) was built with NumPy 1.x
     headers, while the NumPy that is loaded, or that `import numpy` would pick, is 2.x.
@@ -132,7 +132,7 @@ def built_for_numpy1(snapshot: Snapshot) -> Iterator[Finding]:
         if imports_fine:
             why = ("It imported in a fresh interpreter, but modules built for NumPy 1.x can "
                    "crash or return wrong results on first use under NumPy 2.")
-        yield get("ABI001").finding(
+        yield rule.finding(
             evidence,
             title=f"{_owner_label(first)} was built for NumPy 1.x but NumPy {numpy.version} "
                   f"{'is loaded' if numpy.loaded else 'is installed'}",
@@ -161,7 +161,7 @@ def _abi001_fix(ext: ExtensionModule, numpy: NumpyBuild) -> str:
 # -- ABI002 ---------------------------------------------------------------------------------
 @rule("ABI002", "An extension module needs a newer NumPy C-API than the one that runs",
       Severity.ERROR)
-def needs_newer_numpy(snapshot: Snapshot) -> Iterator[Finding]:
+def needs_newer_numpy(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     A compiled module was built to require a NumPy C-API newer than the NumPy that is loaded
     or installed. NumPy refuses to import it:
@@ -205,7 +205,7 @@ def needs_newer_numpy(snapshot: Snapshot) -> Iterator[Finding]:
         evidence.append(_numpy_line(numpy))
         evidence += _runtime_lines(exts)
         confirmed = any(_says(e, _NEWER_API_MESSAGES) for e in exts)
-        yield get("ABI002").finding(
+        yield rule.finding(
             evidence,
             title=f"{_owner_label(first)} needs NumPy >= {need} but NumPy {numpy.version} "
                   f"{'is loaded' if numpy.loaded else 'is installed'}",
@@ -221,7 +221,7 @@ def needs_newer_numpy(snapshot: Snapshot) -> Iterator[Finding]:
 # -- RELOAD001 ------------------------------------------------------------------------------
 @rule("RELOAD001", "A numerical module was imported a second time in this process",
       Severity.WARNING)
-def module_reloaded(snapshot: Snapshot) -> Iterator[Finding]:
+def module_reloaded(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     A numerical package was executed twice in this process: `importlib.reload()` (directly,
     through IPython's `%autoreload`, or a plugin framework), a purge of `sys.modules` followed
@@ -252,7 +252,7 @@ def module_reloaded(snapshot: Snapshot) -> Iterator[Finding]:
         root = reload.module.partition(".")[0]
         by_module.setdefault(root, []).append(f"[{reload.how}] {reload.detail}")
     for module, evidence in by_module.items():
-        yield get("RELOAD001").finding(
+        yield rule.finding(
             evidence, title=f"{module} was imported a second time in this process",
             why=("Its compiled parts were not reloaded: the process now holds two copies of "
                  "its Python-level state, so identity and isinstance checks between them fail "
@@ -265,7 +265,7 @@ def module_reloaded(snapshot: Snapshot) -> Iterator[Finding]:
 
 # -- RELOAD002 ------------------------------------------------------------------------------
 @rule("RELOAD002", "Two copies of a package are reachable on sys.path", Severity.WARNING)
-def package_shadowed(snapshot: Snapshot) -> Iterator[Finding]:
+def package_shadowed(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     The same numerical package exists in more than one `sys.path` directory: a `pip install
     --target` or `--user` copy, a `PYTHONPATH` entry, a source checkout in the current
@@ -297,7 +297,7 @@ def package_shadowed(snapshot: Snapshot) -> Iterator[Finding]:
         both_loaded = sum(c.native_mapped for c in shadow.copies) > 1
         others = [c.path for c in shadow.copies if c.path != winner]
         versions = {c.version for c in shadow.copies if c.version}
-        yield get("RELOAD002").finding(
+        yield rule.finding(
             evidence,
             title=f"{len(shadow.copies)} copies of {shadow.name} are on sys.path; "
                   f"{'the imported one is' if shadow.imported else 'import picks'} {winner}",
@@ -315,7 +315,7 @@ def package_shadowed(snapshot: Snapshot) -> Iterator[Finding]:
 
 # -- VER001 ---------------------------------------------------------------------------------
 @rule("VER001", "Installed numerical packages have conflicting versions", Severity.WARNING)
-def version_conflicts(snapshot: Snapshot) -> Iterator[Finding]:
+def version_conflicts(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     Two kinds of version conflict among the installed numerical packages:
 
@@ -345,7 +345,7 @@ def version_conflicts(snapshot: Snapshot) -> Iterator[Finding]:
             title = (f"{conflict.distribution} {conflict.version} requires "
                      f"{conflict.requirement} but {conflict.dependency} is not installed")
             fix = f"pip install '{conflict.requirement}'"
-        yield get("VER001").finding(
+        yield rule.finding(
             [f"{conflict.distribution} {conflict.version} declares Requires-Dist: "
              f"{conflict.requirement}",
              f"installed: {conflict.dependency} {conflict.installed or '(missing)'}"],
@@ -359,7 +359,7 @@ def version_conflicts(snapshot: Snapshot) -> Iterator[Finding]:
     for pair in binary.known_incompatible:
         if pair.distribution in covered:
             continue  # ABI001 reports the same problem with the binaries as evidence
-        yield get("VER001").finding(
+        yield rule.finding(
             [f"installed: {pair.distribution} {pair.version} and {pair.other} "
              f"{pair.other_version}",
              f"known incompatible: {pair.distribution} {pair.affected} with {pair.other} "
@@ -377,7 +377,7 @@ def version_conflicts(snapshot: Snapshot) -> Iterator[Finding]:
 # -- SYM001 ---------------------------------------------------------------------------------
 @rule("SYM001", "Several loaded libraries export the same BLAS/LAPACK symbols under "
       "RTLD_GLOBAL", Severity.WARNING)
-def blas_symbol_interposition(snapshot: Snapshot) -> Iterator[Finding]:
+def blas_symbol_interposition(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     `sys.getdlopenflags()` includes `RTLD_GLOBAL` (set by `sys.setdlopenflags`, by some
     frameworks' loaders, or by `ctypes.CDLL(..., mode=RTLD_GLOBAL)` users) and two or more
@@ -419,7 +419,7 @@ def blas_symbol_interposition(snapshot: Snapshot) -> Iterator[Finding]:
                             + (f" (+{len(clash.symbols) - 8} more)" if len(clash.symbols) > 8
                                else ""))
         names = ", ".join(os.path.basename(lib.path) for lib in clash.libraries)
-        yield get("SYM001").finding(
+        yield rule.finding(
             evidence,
             title=f"{len(clash.libraries)} loaded libraries export {clash.symbols[0]} and "
                   f"{len(clash.symbols) - 1} other BLAS/LAPACK symbol(s): {names}",

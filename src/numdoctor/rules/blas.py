@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules._evidence import describe_library, packages
-from numdoctor.rules.registry import get, rule
+from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import Snapshot
 
 
 @rule("BLAS001", "Several BLAS/LAPACK libraries are loaded", Severity.WARNING)
-def several_blas(snapshot: Snapshot) -> Iterator[Finding]:
+def several_blas(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     More than one BLAS/LAPACK implementation is mapped into the process: copies of the same
     vendor (NumPy's and SciPy's wheels each vendor their own OpenBLAS) or different vendors
@@ -54,7 +54,7 @@ def several_blas(snapshot: Snapshot) -> Iterator[Finding]:
         else "Each keeps its own thread pool; limits applied to one do not reach the others."
     )
     owners = packages(libs) + (", torch" if static else "")
-    yield get("BLAS001").finding(
+    yield rule.finding(
         evidence,
         title=title,
         why=why,

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
-from numdoctor.rules.registry import describe, get, rule
+from numdoctor.rules.registry import Rule, Stage, declare, rule
 from numdoctor.snapshot.model import Snapshot
 
-describe(
+declare(
     "ND000", "A numdoctor rule failed", Severity.WARNING,
     """
     A rule raised an exception on this snapshot. The other rules still ran. This is a bug in
     numdoctor: please report it with the JSON report (`--format json`).
     """,
-    source="check",
+    Stage.CHECK,
 )
 
 
@@ -30,7 +30,7 @@ def _evidence(attempt) -> list[str]:
 
 
 @rule("IMP001", "Importing a module raised an exception", Severity.ERROR)
-def import_raised(snapshot: Snapshot) -> Iterator[Finding]:
+def import_raised(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     A module named in `--import` (or a known framework) raised while being imported in the
     collector's subprocess. The traceback is in the evidence. Typical causes: a binary built
@@ -39,7 +39,7 @@ def import_raised(snapshot: Snapshot) -> Iterator[Finding]:
     **Fix.** Read the last line of the traceback; reinstall the package named there.
     """
     for attempt in _attempts(snapshot, "error"):
-        yield get("IMP001").finding(
+        yield rule.finding(
             _evidence(attempt), title=f"import {attempt.module} raised",
             fix=f"Reinstall or upgrade the package that provides {attempt.module}, "
                 "or the one named in the traceback's last line.",
@@ -47,7 +47,7 @@ def import_raised(snapshot: Snapshot) -> Iterator[Finding]:
 
 
 @rule("IMP002", "Importing a module hung", Severity.ERROR)
-def import_hung(snapshot: Snapshot) -> Iterator[Finding]:
+def import_hung(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     Importing a module did not finish within the time limit. The all-thread stack dump taken
     before the subprocess was killed is in the evidence. Imports hang on locks taken by a
@@ -57,7 +57,7 @@ def import_hung(snapshot: Snapshot) -> Iterator[Finding]:
     module alone (`numdoctor check --import MOD`) to confirm, then see `numdoctor probe`.
     """
     for attempt in _attempts(snapshot, "hang"):
-        yield get("IMP002").finding(
+        yield rule.finding(
             _evidence(attempt), title=f"import {attempt.module} hung",
             fix=f"Run `numdoctor probe --import {attempt.module}` to find which import order "
                 "or setting avoids it.",
@@ -65,7 +65,7 @@ def import_hung(snapshot: Snapshot) -> Iterator[Finding]:
 
 
 @rule("IMP003", "Importing a module crashed the process", Severity.ERROR)
-def import_crashed(snapshot: Snapshot) -> Iterator[Finding]:
+def import_crashed(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     The collector's subprocess died (a signal such as SIGSEGV or SIGABRT) while importing a
     module. numdoctor itself was not affected; the other modules were collected in a fresh
@@ -75,7 +75,7 @@ def import_crashed(snapshot: Snapshot) -> Iterator[Finding]:
     **Fix.** Import the module alone to confirm; then check OMP001/OMP002 and ABI findings.
     """
     for attempt in _attempts(snapshot, "crash"):
-        yield get("IMP003").finding(
+        yield rule.finding(
             _evidence(attempt), title=f"import {attempt.module} crashed the process",
             fix=f"Import {attempt.module} alone to confirm, then follow the OpenMP/ABI "
                 "findings; the stderr lines above usually name the library.",
@@ -83,7 +83,7 @@ def import_crashed(snapshot: Snapshot) -> Iterator[Finding]:
 
 
 @rule("IMP004", "A requested module is not installed", Severity.WARNING)
-def import_missing(snapshot: Snapshot) -> Iterator[Finding]:
+def import_missing(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     A module named with `--import` is not installed in this environment, so the check ran
     without it.
@@ -92,7 +92,7 @@ def import_missing(snapshot: Snapshot) -> Iterator[Finding]:
     `scikit-learn`), or install it.
     """
     for attempt in _attempts(snapshot, "missing"):
-        yield get("IMP004").finding(
+        yield rule.finding(
             [f"import {attempt.module}: {attempt.detail}"],
             title=f"module {attempt.module} is not installed",
             fix=f"pip install the package that provides {attempt.module}, or drop it from "

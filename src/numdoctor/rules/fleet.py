@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from numdoctor.findings import Severity
-from numdoctor.rules.registry import describe
+from numdoctor.rules.registry import Stage, declare
 
-describe(
+declare(
     "FLT001", "Workers differ from the majority of the cluster", Severity.WARNING,
     """
     Some workers (or the client, or the scheduler) differ from what most workers of the
@@ -32,10 +32,10 @@ describe(
     workers) and restart the odd workers. With mixed hardware, build binaries for the oldest
     CPU or pin tasks that need newer instructions with worker resources.
     """,
-    source="fleet",
+    Stage.FLEET,
 )
 
-describe(
+declare(
     "FLT002", "A cluster member did not finish collecting within the timeout", Severity.ERROR,
     """
     A worker (or the scheduler) did not return its facts within `--timeout`. Two cases are
@@ -58,10 +58,10 @@ describe(
     in the JSON report when known), restart it (`client.restart_workers([address])`), and run
     `numdoctor check` on that host to see why the stack hangs.
     """,
-    source="fleet",
+    Stage.FLEET,
 )
 
-describe(
+declare(
     "FLT003", "A worker was lost during collection", Severity.ERROR,
     """
     The connection to a worker broke while numdoctor was collecting on it: the worker process
@@ -74,10 +74,10 @@ describe(
     `numdoctor check` on that host, or `numdoctor run` on the worker command, to find out why
     it dies.
     """,
-    source="fleet",
+    Stage.FLEET,
 )
 
-describe(
+declare(
     "FLT004", "Collecting failed on a cluster member", Severity.ERROR,
     """
     A worker, the scheduler or the client answered with an error instead of its facts. Most
@@ -89,10 +89,10 @@ describe(
     small and has no compiled parts), e.g. in the worker image, or with the Dask
     `PipInstall` worker plugin for a running cluster.
     """,
-    source="fleet",
+    Stage.FLEET,
 )
 
-describe(
+declare(
     "FLT005", "Dask threads times thread-pool sizes exceed a host's CPUs", Severity.WARNING,
     """
     On one host, the Dask worker threads multiplied by the size of the BLAS/OpenMP pool each
@@ -111,10 +111,10 @@ describe(
     `distributed.nanny.pre-spawn-environ` or the worker's environment, or start fewer
     workers or threads (`--nworkers`, `--nthreads`).
     """,
-    source="fleet",
+    Stage.FLEET,
 )
 
-describe(
+declare(
     "FLT006", "The cluster has no workers", Severity.WARNING,
     """
     The scheduler listed no worker when numdoctor asked, so only the scheduler and the client
@@ -123,5 +123,5 @@ describe(
     **Fix.** Wait until the workers have connected (`client.wait_for_workers(n)`) and run
     `numdoctor fleet` again; check the workers' logs if they never connect.
     """,
-    source="fleet",
+    Stage.FLEET,
 )

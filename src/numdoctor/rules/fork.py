@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules._evidence import describe_library
-from numdoctor.rules.registry import get, rule
+from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import Snapshot
 
 
 @rule("FORK001", "fork() after a GNU OpenMP pool started deadlocks the child", Severity.WARNING)
-def fork_after_openmp(snapshot: Snapshot) -> Iterator[Finding]:
+def fork_after_openmp(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     The multiprocessing start method is `fork` and a GNU libgomp thread pool is already
     running in this process. `fork()` copies only the calling thread; the child inherits
@@ -34,7 +34,7 @@ def fork_after_openmp(snapshot: Snapshot) -> Iterator[Finding]:
     if not started:
         return
     method = "fork" + ("" if snapshot.process.start_method_explicit else " (platform default)")
-    yield get("FORK001").finding(
+    yield rule.finding(
         [f"multiprocessing start method: {method}",
          *(describe_library(lib) for lib in started)],
         why="A child created with fork() will deadlock at its first OpenMP parallel region.",

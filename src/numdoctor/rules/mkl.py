@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules._evidence import describe_library
-from numdoctor.rules.registry import get, rule
+from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import Snapshot
 
 
 @rule("MKL001", "MKL's Intel threading layer is used next to GNU libgomp", Severity.ERROR)
-def mkl_threading_layer(snapshot: Snapshot) -> Iterator[Finding]:
+def mkl_threading_layer(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     MKL is loaded with its Intel threading layer (libiomp5), or `MKL_THREADING_LAYER=INTEL` is
     set, while GNU libgomp is loaded too — typically by PyTorch or scikit-learn.
@@ -36,7 +36,7 @@ def mkl_threading_layer(snapshot: Snapshot) -> Iterator[Finding]:
         or "intel_thread" in lib.detail.get("threading_libraries", [])
     ]
     if intel_layer:
-        yield get("MKL001").finding(
+        yield rule.finding(
             [*(describe_library(lib) for lib in intel_layer),
              *(describe_library(lib) for lib in gomp),
              f"MKL_THREADING_LAYER={env_layer or '(unset: MKL picks INTEL)'}"],
@@ -44,7 +44,7 @@ def mkl_threading_layer(snapshot: Snapshot) -> Iterator[Finding]:
             fix="export MKL_THREADING_LAYER=GNU before starting Python.",
         )
     elif env_layer == "INTEL":
-        yield get("MKL001").finding(
+        yield rule.finding(
             ["MKL_THREADING_LAYER=INTEL", *(describe_library(lib) for lib in gomp)],
             severity=Severity.WARNING,
             title="MKL_THREADING_LAYER=INTEL is set while GNU libgomp is loaded",

@@ -6,14 +6,14 @@ from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules._evidence import VENDOR_NAMES, describe_library, packages
-from numdoctor.rules.registry import get, rule
+from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import Snapshot
 
 _TRUTHY = {"1", "true", "yes", "on", "y", "t"}
 
 
 @rule("OMP001", "OpenMP runtimes of different families are loaded together", Severity.WARNING)
-def mixed_openmp_families(snapshot: Snapshot) -> Iterator[Finding]:
+def mixed_openmp_families(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     Two OpenMP implementations (GNU libgomp, Intel libiomp5, LLVM libomp) are mapped into one
     process. Each keeps its own thread pool and its own idea of how many threads may run, and
@@ -37,7 +37,7 @@ def mixed_openmp_families(snapshot: Snapshot) -> Iterator[Finding]:
         return
     dangerous = {"intel", "llvm"} <= set(vendors)
     names = " + ".join(VENDOR_NAMES[v] for v in vendors)
-    yield get("OMP001").finding(
+    yield rule.finding(
         [describe_library(lib) for lib in libs],
         severity=Severity.ERROR if dangerous else Severity.WARNING,
         title=f"{names} are loaded in one process",
@@ -56,7 +56,7 @@ def mixed_openmp_families(snapshot: Snapshot) -> Iterator[Finding]:
 
 
 @rule("OMP002", "Several copies of the same OpenMP runtime are loaded", Severity.WARNING)
-def duplicate_openmp_copies(snapshot: Snapshot) -> Iterator[Finding]:
+def duplicate_openmp_copies(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     Two or more files of the same OpenMP runtime are mapped, typically because each wheel
     vendors its own copy (`scikit_learn.libs/libgomp-<hash>.so.1.0.0` next to
@@ -89,7 +89,7 @@ def duplicate_openmp_copies(snapshot: Snapshot) -> Iterator[Finding]:
               + (f" of {', '.join(map(str, threads))} threads" if threads else "")
               + " compete for the same cores; thread limits set through one copy do not "
               "reach the others.")
-        yield get("OMP002").finding(
+        yield rule.finding(
             [describe_library(lib) for lib in libs],
             severity=Severity.ERROR if fatal else Severity.WARNING,
             title=f"{len(libs)} copies of {VENDOR_NAMES[vendor]} are loaded",
@@ -105,7 +105,7 @@ def duplicate_openmp_copies(snapshot: Snapshot) -> Iterator[Finding]:
 
 
 @rule("OMP003", "KMP_DUPLICATE_LIB_OK is set and hides OpenMP Error #15", Severity.WARNING)
-def duplicate_lib_ok(snapshot: Snapshot) -> Iterator[Finding]:
+def duplicate_lib_ok(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     `KMP_DUPLICATE_LIB_OK=TRUE` tells Intel's OpenMP runtime not to abort when a second copy
     of itself initialises ("OMP: Error #15"). Intel documents it as an unsafe, unsupported
@@ -144,7 +144,7 @@ def duplicate_lib_ok(snapshot: Snapshot) -> Iterator[Finding]:
         evidence.append("set before numdoctor looked (by the environment or the program)")
     intel = snapshot.libs("openmp", "intel")
     evidence.extend(describe_library(lib) for lib in intel)
-    yield get("OMP003").finding(
+    yield rule.finding(
         evidence,
         severity=Severity.ERROR if len(intel) > 1 else Severity.WARNING,
         why=(

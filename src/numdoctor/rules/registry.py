@@ -1,20 +1,40 @@
-"""The rule registry: one code, one documentation, one check.
+"""The rule registry: one code, one documentation, one check (after ruff's).
 
-Snapshot rules are pure functions `Snapshot -> Iterable[Finding]` registered with `@rule`.
-Codes that other stages emit (`run`'s crash classifier, `probe`'s outcomes, the import
-supervisor) are registered with `describe()` so `numdoctor explain` and docs/rules.md cover
-every code the tool can print.
+A code is declared once, in the module that emits it, beside the check:
+
+- `@rule(code, title, severity)` on a check `check(facts, rule) -> Iterable[Finding]`. The
+  docstring is the explanation `numdoctor explain` prints; the decorator hands the check its
+  own `Rule`, so the check never repeats its code string, and callers pass the facts alone.
+  Checks of a snapshot (`stage=Stage.CHECK`, the default) are run by `apply_rules()`; checks
+  of other facts (a run's exit, a hung tree, a probe's results) are called by their stage.
+- `declare(code, title, severity, doc, stage)` for a code that one function chooses among
+  several (the crash classifier picks SIG001-SIG007 by the signal): the function uses the
+  returned `Rule`.
+
+Every module under `numdoctor.rules` is imported on first use, found by walking the package:
+a new rule is its own file (plus its test), with no list to update.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from numdoctor.findings import Finding, Severity
-from numdoctor.snapshot.model import Snapshot
 
-Check = Callable[[Snapshot], Iterable[Finding]]
+F = TypeVar("F")
+
+
+class Stage(str, enum.Enum):
+    """Which part of numdoctor emits a code (what `numdoctor explain` says)."""
+
+    CHECK = "check"
+    RUN = "run"
+    PROBE = "probe"
+    FLEET = "fleet"
 
 
 @dataclass(frozen=True)
@@ -23,8 +43,11 @@ class Rule:
     title: str
     severity: Severity  # the usual severity; a finding may be raised or lowered with reason
     doc: str  # the explanation as written (a docstring, indented)
-    check: Check | None = None  # None: emitted by another stage (run, probe, ...)
-    source: str = "check"  # which stage emits it
+    stage: Stage = Stage.CHECK
+
+    @property
+    def source(self) -> str:
+        return self.stage.value
 
     @property
     def explanation(self) -> str:
@@ -55,7 +78,12 @@ class Rule:
         )
 
 
+class _Check(Protocol):
+    def __call__(self, facts: Any, /) -> Iterable[Finding]: ...
+
+
 _RULES: dict[str, Rule] = {}
+_SNAPSHOT_CHECKS: dict[str, _Check] = {}
 
 
 def _register(rule_: Rule) -> Rule:
@@ -65,20 +93,24 @@ def _register(rule_: Rule) -> Rule:
     return rule_
 
 
-def rule(code: str, title: str, severity: Severity) -> Callable[[Check], Check]:
-    """Register a snapshot rule; its docstring is the explanation `numdoctor explain` prints."""
+def rule(code: str, title: str, severity: Severity,
+         stage: Stage = Stage.CHECK) -> Callable[[Callable[..., F]], Callable[..., F]]:
+    """Register `check(facts, rule, ...)`; returns it with its Rule bound."""
 
-    def decorate(check: Check) -> Check:
-        _register(Rule(code, title, severity, check.__doc__ or "", check))
-        return check
+    def decorate(check: Callable[..., F]) -> Callable[..., F]:
+        registered = _register(Rule(code, title, severity, check.__doc__ or "", stage))
+        bound = functools.wraps(check)(functools.partial(check, rule=registered))
+        bound.rule = registered  # type: ignore[attr-defined]
+        if stage is Stage.CHECK:
+            _SNAPSHOT_CHECKS[code] = bound
+        return bound  # type: ignore[return-value]
 
     return decorate
 
 
-def describe(code: str, title: str, severity: Severity, explanation: str,
-             source: str) -> Rule:
-    """Register a code that a stage other than the snapshot rules emits."""
-    return _register(Rule(code, title, severity, explanation, None, source))
+def declare(code: str, title: str, severity: Severity, doc: str, stage: Stage) -> Rule:
+    """Register a code that a function beside this declaration chooses among several."""
+    return _register(Rule(code, title, severity, doc, stage))
 
 
 def get(code: str) -> Rule:
@@ -91,37 +123,31 @@ def all_rules() -> list[Rule]:
     return sorted(_RULES.values(), key=lambda r: r.code)
 
 
-def apply_rules(snapshot: Snapshot) -> list[Finding]:
-    """Every snapshot rule on one snapshot. A rule that raises is a bug, reported as such."""
+def apply_rules(snapshot: Any) -> list[Finding]:
+    """Every snapshot check on one snapshot. A check that raises is a bug, reported as such."""
     _load_all()
     findings: list[Finding] = []
-    for rule_ in sorted(_RULES.values(), key=lambda r: r.code):
-        if rule_.check is None:
-            continue
+    for code in sorted(_SNAPSHOT_CHECKS):
         try:
-            findings.extend(rule_.check(snapshot))
+            findings.extend(_SNAPSHOT_CHECKS[code](snapshot))
         except Exception as exc:
             findings.append(Finding(
                 code="ND000", severity=Severity.WARNING,
-                title=f"rule {rule_.code} failed on this snapshot",
+                title=f"rule {code} failed on this snapshot",
                 evidence=(f"{type(exc).__name__}: {exc}",),
                 fix="Please report this at the numdoctor issue tracker with the JSON report.",
             ))
     return findings
 
 
+@functools.cache
 def _load_all() -> None:
     # Importing the modules registers their rules; done lazily so `numdoctor --version`
-    # stays instant.
-    from numdoctor.rules import (  # noqa: F401
-        binary,
-        blas,
-        collection,
-        fleet,
-        fork,
-        mkl,
-        openmp,
-        probe,
-        runtime,
-        threads,
-    )
+    # stays instant. Walking the package means no hand-kept list to forget.
+    import importlib
+    import pkgutil
+
+    import numdoctor.rules as package
+
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)

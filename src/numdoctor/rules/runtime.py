@@ -9,11 +9,11 @@ MKL001, THR001, FORK001, and the NumPy ABI codes).
 from __future__ import annotations
 
 from numdoctor.findings import Severity
-from numdoctor.rules.registry import describe
+from numdoctor.rules.registry import Stage, declare
 
 # -- hangs -----------------------------------------------------------------------------------
 
-describe(
+declare(
     "HANG001", "The program stopped making progress and uses no CPU (deadlock or wait)",
     Severity.ERROR,
     """
@@ -38,10 +38,10 @@ describe(
     (input, a remote service), raise `--hang-timeout` or call `numdoctor.heartbeat()` while it
     waits.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "HANG002", "A process spins at full CPU without making progress", Severity.ERROR,
     """
     For the spin timeout (`--spin-timeout`, by default `--hang-timeout`) the program wrote no
@@ -60,10 +60,10 @@ describe(
     legitimately without output, call `numdoctor.heartbeat()` in its loop, or give a longer
     `--spin-timeout` (`0` reports spinning only at `--timeout`).
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "HANG003", "The program ran past its --timeout", Severity.ERROR,
     """
     The hard `--timeout` (wall-clock seconds since the start) expired. numdoctor dumped every
@@ -76,7 +76,7 @@ describe(
     **Fix.** If the program was still making progress, it simply needs more time. Otherwise
     read the stacks: where the main thread was when time ran out.
     """,
-    source="run",
+    Stage.RUN,
 )
 
 # -- deaths by signal ------------------------------------------------------------------------
@@ -90,7 +90,7 @@ _CULPRIT = """
     faulting instruction.
 """
 
-describe(
+declare(
     "SIG001", "A process crashed with a segmentation fault (SIGSEGV)", Severity.ERROR,
     f"""
     The process read or wrote memory it does not own: a NULL or dangling pointer, a buffer
@@ -102,10 +102,10 @@ describe(
     it uses (see the ABI and MSG findings next to this one); report the traceback to the
     package with this report. A crash inside `ctypes` means the program passed a bad pointer.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "SIG002", "A process aborted (SIGABRT)", Severity.ERROR,
     f"""
     Native code called `abort()`: a failed assertion, an uncaught C++ exception
@@ -116,10 +116,10 @@ describe(
     {_CULPRIT}
     **Fix.** Follow the finding for the message printed before the abort.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "SIG003", "A process crashed with a bus error (SIGBUS)", Severity.ERROR,
     f"""
     A memory access the hardware could not complete: most often a memory-mapped file that was
@@ -131,10 +131,10 @@ describe(
     **Fix.** Make `/dev/shm` larger (`docker run --shm-size=8g`) or use fewer DataLoader
     workers; never modify a file that a running program has memory-mapped.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "SIG004", "A process died from an arithmetic exception (SIGFPE)", Severity.ERROR,
     f"""
     An integer division by zero or overflow in native code (floating-point errors do not raise
@@ -143,10 +143,10 @@ describe(
     **Fix.** Check the sizes passed to the culprit: an empty array or a zero-sized dimension
     reaching code that divides by it is the usual cause.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "SIG005", "A process executed an illegal instruction (SIGILL)", Severity.ERROR,
     f"""
     The CPU refused an instruction. Almost always a binary built for a newer CPU than this
@@ -160,10 +160,10 @@ describe(
     than a locally optimised build; on a cluster, build on the oldest node type), or run on a
     machine with the missing extension.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "SIG006", "A process was killed with SIGKILL (not by the OOM killer)", Severity.ERROR,
     """
     SIGKILL cannot be caught, so the program had no chance to say anything. numdoctor found
@@ -174,10 +174,10 @@ describe(
     **Fix.** Look at the scheduler's logs for the job. If memory was involved, the peak RSS in
     the report shows how close the program came to its limit.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "SIG007", "A process was ended by a signal", Severity.WARNING,
     """
     The program's main process (or a worker) was ended by a signal other than the crash
@@ -188,10 +188,10 @@ describe(
     **Fix.** Find out who sent it; for SIGPIPE, whether the reader of the program's output
     exited early (`| head`).
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "OOM001", "The kernel's OOM killer killed a process", Severity.ERROR,
     """
     A process of the program died from SIGKILL and the kernel's out-of-memory killer was
@@ -208,10 +208,10 @@ describe(
     what it touches), `float32` instead of `float64`, releasing references to large arrays;
     or raise the memory limit. If the memory grew steadily (MEM001), look for a leak first.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MEM001", "Resident memory grew steadily: leak suspect", Severity.WARNING,
     """
     The resident memory of a process grew steadily for most of the run (a straight-line trend
@@ -228,12 +228,12 @@ describe(
     `memray`, and check what the loop keeps a reference to. Growth that levels off later is
     a cache warming up, not a leak.
     """,
-    source="run",
+    Stage.RUN,
 )
 
 # -- GPUs ------------------------------------------------------------------------------------
 
-describe(
+declare(
     "GPU001", "GPU state when the program hung or crashed", Severity.INFO,
     """
     Utilisation and memory of every NVIDIA GPU (read through NVML) at the moment numdoctor
@@ -244,10 +244,10 @@ describe(
     another rank). A GPU at 0 % with memory held by the program means the host side is stuck
     (a deadlock in Python or native host code): read the host stacks.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "GPU002", "A cuBLAS or cuSOLVER call failed", Severity.ERROR,
     """
     The program printed a cuBLAS status (`CUBLAS_STATUS_…`) or a cuSOLVER failure. The
@@ -261,10 +261,10 @@ describe(
     failing kernel reports itself. For cuSOLVER: check the input for NaN/Inf and
     ill-conditioning (`numdoctor.linalg`).
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "GPU003", "The GPU ran out of memory", Severity.ERROR,
     """
     PyTorch, TensorFlow, JAX or CUDA reported an out-of-memory error on the GPU.
@@ -274,10 +274,10 @@ describe(
     PyTorch, `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True` reduces fragmentation. Check
     that no other process holds memory on the same GPU (GPU001 lists them at a crash).
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "GPU004", "A GPU kernel faulted (illegal memory access, device-side assert)", Severity.ERROR,
     """
     A CUDA kernel failed: an illegal memory access, a device-side assertion (an index out of
@@ -290,10 +290,10 @@ describe(
     builds that support it) to get the failing operation; check indices against their
     tensor's size; run the same step on CPU, where the error message is explicit.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "GPU005", "The installed build has no code for this GPU", Severity.ERROR,
     """
     "no kernel image is available for execution on the device": the framework was compiled for
@@ -304,12 +304,12 @@ describe(
     supported `sm_` versions in `torch.cuda.get_arch_list()`), or build from source with
     `TORCH_CUDA_ARCH_LIST` set.
     """,
-    source="run",
+    Stage.RUN,
 )
 
 # -- messages on stderr ----------------------------------------------------------------------
 
-describe(
+declare(
     "MSG001", "A C++ exception escaped and ended the process", Severity.ERROR,
     """
     "terminate called after throwing an instance of '…'": C++ code threw an exception that
@@ -321,10 +321,10 @@ describe(
     **Fix.** Read the `what()` text in the evidence; for PyTorch it usually names the failed
     check (a shape, a device, a dtype) and the operator.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG002", "glibc detected heap corruption", Severity.ERROR,
     """
     glibc's allocator found its own bookkeeping damaged ("free(): invalid pointer", "double
@@ -338,10 +338,10 @@ describe(
     packages involved, and reproduce with `PYTHONMALLOC=debug` or under AddressSanitizer to
     find the first bad write.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG003", "A binary needs CPU features this machine lacks", Severity.ERROR,
     """
     A library reported that it was built for CPU extensions this machine does not have (NumPy:
@@ -352,10 +352,10 @@ describe(
     **Fix.** Install a build made for this CPU (the generic pip wheel rather than a locally
     optimised build), or run on a newer machine.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG004", "A compiled module needs a symbol no loaded library provides", Severity.ERROR,
     """
     Loading an extension failed with "undefined symbol: …": it was built against a different
@@ -367,10 +367,10 @@ describe(
     symbol belongs to (demangle the symbol with `c++filt` to see which); build extensions in
     the same environment that runs them.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG005", "A library needs a newer C or C++ runtime than the one loaded", Severity.ERROR,
     """
     "version `GLIBCXX_3.4.30' not found (required by …)": a library was built with a newer
@@ -380,10 +380,10 @@ describe(
     **Fix.** Use the libstdc++ of the environment (conda: `conda install libstdcxx-ng`; or put
     the environment's `lib/` first), or install a build of the package made for this system.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG006", "A worker process died", Severity.ERROR,
     """
     A framework reported that one of its worker processes died: PyTorch's "DataLoader worker
@@ -395,10 +395,10 @@ describe(
     **Fix.** Follow the SIG or OOM finding for the worker. Without one, run with
     `num_workers=0` (or `n_jobs=1`) to get the error in the main process.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG007", "OpenBLAS was called from inside an OpenMP parallel region", Severity.WARNING,
     """
     "OpenBLAS Warning : Detect OpenMP Loop and this application may hang": a pthreads build of
@@ -409,10 +409,10 @@ describe(
     (`threadpoolctl.threadpool_limits(1, user_api="blas")`, or `OPENBLAS_NUM_THREADS=1`), or
     use an OpenMP build of OpenBLAS.
     """,
-    source="run",
+    Stage.RUN,
 )
 
-describe(
+declare(
     "MSG008", "The OpenMP runtime reported an error", Severity.WARNING,
     """
     An "OMP: Error #N" message other than the duplicate-runtime error (#15, see OMP002) and the
@@ -423,5 +423,5 @@ describe(
     **Fix.** Check the `OMP_*`/`KMP_*` environment variables in the report, and that only one
     OpenMP runtime is loaded (`numdoctor check`).
     """,
-    source="run",
+    Stage.RUN,
 )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules._evidence import describe_library
-from numdoctor.rules.registry import get, rule
+from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.environment import THREAD_LIMIT_VARS
 from numdoctor.snapshot.model import Snapshot
 
@@ -23,7 +23,7 @@ def _cpu_evidence(snapshot: Snapshot) -> list[str]:
 
 
 @rule("THR001", "Thread pools oversubscribe the effective CPUs", Severity.WARNING)
-def oversubscription(snapshot: Snapshot) -> Iterator[Finding]:
+def oversubscription(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     A thread pool is sized above the number of CPUs the process may actually use, or the
     pools that have started threads add up to well above it. The effective CPU count is the
@@ -50,7 +50,7 @@ def oversubscription(snapshot: Snapshot) -> Iterator[Finding]:
     started = [lib for lib in snapshot.libraries if lib.active_threads]
     running = sum(lib.active_threads or 0 for lib in started)
     if oversized or framework_lines:
-        yield get("THR001").finding(
+        yield rule.finding(
             [*_cpu_evidence(snapshot), *(describe_library(lib) for lib in oversized),
              *framework_lines],
             title=f"Thread pools are sized above the {cpus} effective CPU(s)",
@@ -59,7 +59,7 @@ def oversubscription(snapshot: Snapshot) -> Iterator[Finding]:
                 f"threadpoolctl.threadpool_limits({cpus}).",
         )
     elif len(started) > 1 and running > 2 * cpus:
-        yield get("THR001").finding(
+        yield rule.finding(
             [*_cpu_evidence(snapshot), *(describe_library(lib) for lib in started)],
             title=f"{running} pool threads from {len(started)} libraries on {cpus} CPU(s)",
             why="Pools of different libraries run side by side and together exceed the CPUs.",
@@ -70,7 +70,7 @@ def oversubscription(snapshot: Snapshot) -> Iterator[Finding]:
 
 @rule("THR002", "No thread limit is set while the CPU quota is below the host's CPUs",
       Severity.WARNING)
-def quota_without_limit(snapshot: Snapshot) -> Iterator[Finding]:
+def quota_without_limit(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     """
     The process may use fewer CPUs than the host has (a container CPU quota, `taskset`, a
     Slurm allocation), and no thread-count variable is set. OpenBLAS, MKL, libgomp and most
@@ -90,7 +90,7 @@ def quota_without_limit(snapshot: Snapshot) -> Iterator[Finding]:
         return
     if any(var in snapshot.environment for var in THREAD_LIMIT_VARS):
         return
-    yield get("THR002").finding(
+    yield rule.finding(
         [*_cpu_evidence(snapshot), "none of " + ", ".join(THREAD_LIMIT_VARS) + " is set"],
         title=f"Pools will size to {system.cpu_count} CPUs but only "
               f"{system.effective_cpus} are available",

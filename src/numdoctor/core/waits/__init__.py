@@ -1,0 +1,1 @@
+"""Who waits for whom in a process tree: the facts (model), and their collection from /proc."""
