@@ -10,7 +10,11 @@
 #    demand, written by C code, so it works while C code holds the GIL;
 # 3. a small "py-<pid>.info" file (a Python literal) telling the supervisor that this pid is a
 #    Python process that can be asked for a dump, and where it came from;
-# 4. then the user's own sitecustomize further along sys.path, if there is one, exactly as
+# 4. a record of every child this process reaps (os.waitpid and friends): a grandchild's exit
+#    status goes to its parent only, so a pool or DataLoader worker killed by a signal would
+#    otherwise just vanish from the supervisor's view ("fates-<pid>.txt": pid, wait status,
+#    monotonic time per line);
+# 5. then the user's own sitecustomize further along sys.path, if there is one, exactly as
 #    site.py would have run it.
 #
 # It must run under whatever Python the program uses, so: standard library only, no
@@ -79,6 +83,49 @@ def _arm(forked_from=None):
     _write_info(run_dir, info)
 
 
+def _record_reaped(pid, status):
+    run_dir = os.environ.get("NUMDOCTOR_RUN_DIR")
+    if not run_dir or pid <= 0:
+        return
+    import time
+
+    line = "{} {} {:.3f}\n".format(pid, status, time.monotonic())
+    fd = os.open(os.path.join(run_dir, "fates-{}.txt".format(os.getpid())),
+                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def _watch_reaping():
+    # Wrapped once per interpreter (forked children inherit the wrappers). Whatever happens
+    # in the recording, the program gets the real call's result.
+    def wrap(name, pid_status):
+        real = getattr(os, name, None)
+        if real is None or getattr(real, "_numdoctor", False):
+            return
+
+        def waiting(*args, **kwargs):
+            result = real(*args, **kwargs)
+            try:
+                pid, status = pid_status(result)
+                if pid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+                    _record_reaped(pid, status)
+            except Exception:
+                pass
+            return result
+
+        waiting._numdoctor = True
+        waiting.__wrapped__ = real
+        waiting.__name__ = real.__name__
+        waiting.__doc__ = real.__doc__
+        setattr(os, name, waiting)
+
+    for name in ("waitpid", "wait", "wait3", "wait4"):
+        wrap(name, lambda result: (result[0], result[1]))
+
+
 def _allow_supervisor_ptrace():
     # Yama ptrace_scope 1: only ancestors may attach. Name the supervisor (and so its py-spy
     # child) as an allowed tracer: PR_SET_PTRACER = 0x59616d61.
@@ -128,6 +175,7 @@ def _chain_to_user_sitecustomize():
 
 try:
     _arm()
+    _watch_reaping()
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 except Exception:
