@@ -74,6 +74,23 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-f.severity.rank, f.code, f.where, f.title))
 
 
+def merge_findings(first: list[Finding], more: list[Finding]) -> list[Finding]:
+    """`first` plus `more`, each code once: a finding of `more` whose code is already there
+    adds its new evidence lines to that finding instead."""
+    from dataclasses import replace
+
+    merged = list(first)
+    for finding in more:
+        same = next((i for i, f in enumerate(merged) if f.code == finding.code), None)
+        if same is None:
+            merged.append(finding)
+            continue
+        current = merged[same]
+        extra = tuple(e for e in finding.evidence if e not in current.evidence)
+        merged[same] = replace(current, evidence=current.evidence + extra)
+    return merged
+
+
 @dataclass
 class Report:
     """Everything a renderer needs: a kind, findings, and the facts behind them.

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from plugin_helpers import running
 
-from numdoctor.supervise.stacks import find_py_spy
+from numdoctor.core.stacks.pyspy import find_py_spy
 
 STUCK_IN_C = """\
     import ctypes

@@ -44,8 +44,11 @@ def test_sleeping_forever_is_a_hang_with_the_stack_and_exit_124(tmp_path, mark):
     frames = stacks_text(data)
     assert "wait_for_godot" in frames
     process = data["outcome"]["stacks"][0]
-    assert "faulthandler" in process["sources"]
-    if "py-spy" in process["sources"]:  # native frames: where in libc it sleeps
+    # py-spy when it can attach (Python and native frames); faulthandler only where it
+    # cannot: its signal would cut the sleep short. Either way each thread is shown once.
+    assert process["sources"] in (["py-spy"], ["pystack"], ["faulthandler"])
+    assert len(process["threads"]) == 1
+    if process["native"]:  # native frames: where in libc it sleeps
         assert "native" in frames and "sleep" in frames
 
 
@@ -235,7 +238,7 @@ def test_every_process_of_a_multiprocessing_tree_is_dumped(tmp_path, mark):
     with_worker_frame = [s for s in stacks if "worker_sleeps" in
                          "\n".join(f["function"] for t in s["threads"] for f in t["frames"])]
     assert len(with_worker_frame) == 3
-    assert all("faulthandler" in s["sources"] for s in with_worker_frame)
+    assert all(s["sources"] for s in with_worker_frame)
     assert len(data["outcome"]["killed"]) >= 4
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from run_helpers import PYTHON, build_c, codes, numdoctor_run, report, script
 
-from numdoctor.supervise.messages import Context, MessageScanner, findings
+from numdoctor.rules.messages import Context, MessageScanner, findings
 
 
 @pytest.fixture(scope="session")

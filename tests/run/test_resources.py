@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from run_helpers import PYTHON, build_c, codes, numdoctor_run, report, script
 
-from numdoctor.supervise import cgroup, isa
-from numdoctor.supervise.diagnose import steady_growth
+from numdoctor.core import cgroup, isa
+from numdoctor.rules.run.memory import steady_growth
 
 
 def _kmsg_readable() -> bool:

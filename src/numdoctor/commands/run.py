@@ -83,7 +83,7 @@ def _validate(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from numdoctor.cli import UsageError
-    from numdoctor.supervise.launcher import CommandNotFound
+    from numdoctor.core.tree import CommandNotFound
     from numdoctor.supervise.supervisor import Options, supervise
 
     command = _validate(args)

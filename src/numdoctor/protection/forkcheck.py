@@ -12,7 +12,8 @@ from numdoctor.findings import Finding, Severity
 
 def fork_hazard() -> Finding | None:
     """A FORK001 finding if forking now would deadlock the child, else None."""
-    from numdoctor.snapshot.libraries import loaded_libraries, read_maps
+    from numdoctor.core.procfs import read_maps
+    from numdoctor.snapshot.libraries import loaded_libraries
     from numdoctor.snapshot.threads import attribute_threads, python_thread_ids
 
     try:

@@ -117,7 +117,7 @@ def explain_crash(run_dir: str, pid: int, wait_status: int, *, command: str, out
         return CrashInfo(summary, related, traceback)
     flags: set[str] = set()
     if exit_.signal == signal.SIGILL:
-        from numdoctor.supervise.isa import cpu_flags
+        from numdoctor.core.isa import cpu_flags
 
         flags = cpu_flags()
     death = Death(pid, exit_.signal, role="main", command=command, exit=exit_, fatal=fatal,
@@ -153,7 +153,7 @@ class KernelEvents:
 
     def start(self) -> None:
         if self._log is None:
-            from numdoctor.supervise.kmsg import KernelLog
+            from numdoctor.core.kmsg import KernelLog
 
             self._log = KernelLog()
 

@@ -10,6 +10,8 @@ import os
 import re
 from typing import NamedTuple
 
+from numdoctor.core.procfs import MapEntry
+
 # (family, vendor, literal prefixes, basename pattern). auditwheel renames bundled copies to
 # `libgomp-a34b3233.so.1.0.0` and distributions add versions (`libomp-14.so.5`), so every
 # pattern allows an optional `-<suffix>` before `.so`. The prefixes select the one pattern to
@@ -62,27 +64,6 @@ class MappedLibrary(NamedTuple):
     vendor: str
     # Address ranges of the executable segments, for attributing threads and stack frames.
     text_ranges: tuple[tuple[int, int], ...]
-
-
-class MapEntry(NamedTuple):
-    start: int
-    end: int
-    perms: str
-    path: str
-
-
-def read_maps(pid: int | str = "self") -> list[MapEntry]:
-    """Parse /proc/<pid>/maps. Raises OSError when it cannot be read."""
-    entries = []
-    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            parts = line.split(None, 5)
-            if len(parts) < 5:
-                continue
-            start, _, end = parts[0].partition("-")
-            path = parts[5].strip() if len(parts) == 6 else ""
-            entries.append(MapEntry(int(start, 16), int(end, 16), parts[1], path))
-    return entries
 
 
 # One alternation, so classifying a path costs one regex match instead of one per pattern.

@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any
 
-from numdoctor.snapshot.libraries import loaded_libraries, mkl_threading_layers, read_maps
+from numdoctor.core.procfs import read_maps
+from numdoctor.snapshot.libraries import loaded_libraries, mkl_threading_layers
 from numdoctor.snapshot.threads import StackScan, python_thread_ids, thread_ids
 
 LiveFacts = dict[str, Any]

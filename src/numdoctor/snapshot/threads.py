@@ -12,14 +12,12 @@ This works on our own process and on any process we may ptrace (our descendants)
 
 from __future__ import annotations
 
-import bisect
-import os
 import sys
 import time
-from array import array
 from collections.abc import Iterable
 
-from numdoctor.snapshot.libraries import MapEntry
+from numdoctor.core.procfs import MapEntry, stack_pointer, thread_ids
+from numdoctor.core.stacks.scan import CodeRanges, LiveStacks
 
 # Idle pool workers spin for a while before sleeping in futex(); a spinning thread reports
 # "running" and no stack pointer, so we retry briefly.
@@ -27,28 +25,6 @@ _RETRIES = 4
 _RETRY_SLEEP = 0.003
 # The live part of an idle worker's stack is a few KiB; this bounds a pathological case.
 _MAX_STACK_BYTES = 256 * 1024
-
-
-def thread_ids(pid: int | str = "self") -> list[int]:
-    try:
-        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return []
-
-
-def _stack_pointer(pid: int | str, tid: int) -> tuple[int, int] | None:
-    """(sp, pc) of a blocked thread, or None if it is running or unreadable."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/syscall", encoding="ascii") as fh:
-            fields = fh.read().split()
-    except OSError:
-        return None
-    if len(fields) < 3 or fields[0] == "running":
-        return None
-    try:
-        return int(fields[-2], 16), int(fields[-1], 16)
-    except ValueError:
-        return None
 
 
 def attribute_threads(
@@ -78,28 +54,26 @@ class StackScan:
                  pid: int | str = "self", skip_tids: Iterable[int] = ()) -> None:
         self.pid = pid
         self.maps = maps
-        self.map_starts = [m.start for m in maps]
-        self.spans = sorted((start, end, path) for path, ranges in libraries.items()
-                            for start, end in ranges)
-        self.starts = [s[0] for s in self.spans]
+        self.ranges = CodeRanges((start, end, path) for path, spans in libraries.items()
+                                 for start, end in spans)
         self.counts = dict.fromkeys(libraries, 0)
         self.skip = set(skip_tids)
         self.examined = 0
         self.unreadable: list[int] = []
         self.running: list[int] = []
-        self.mem = -1
+        self.stacks: LiveStacks | None = None
         self.started = 0.0
 
     def start(self) -> None:
         self.started = time.monotonic()
-        if not self.spans:
+        if not self.ranges.spans:
             return
-        try:
-            self.mem = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY)
-        except OSError:
-            self.unreadable = [t for t in thread_ids(self.pid) if t not in self.skip]
+        self.stacks = LiveStacks(self.pid, self.maps, _MAX_STACK_BYTES)
+        tids = [t for t in thread_ids(self.pid) if t not in self.skip]
+        if not self.stacks.readable:
+            self.unreadable = tids
             return
-        self._read([t for t in thread_ids(self.pid) if t not in self.skip])
+        self._read(tids)
 
     def finish(self) -> tuple[dict[str, int], int, list[int]]:
         """(counts, examined, unreadable_tids)."""
@@ -114,51 +88,28 @@ class StackScan:
             self.unreadable += self.running
             self.running = []
         finally:
-            if self.mem >= 0:
-                os.close(self.mem)
-                self.mem = -1
+            if self.stacks is not None:
+                self.stacks.close()
         return self.counts, self.examined, self.unreadable
 
     def _read(self, tids: list[int]) -> None:
+        assert self.stacks is not None
         running = []
+        every = len(self.counts)
         for tid in tids:
-            regs = _stack_pointer(self.pid, tid)
+            regs = stack_pointer(self.pid, tid)
             if regs is None:
                 running.append(tid)
                 continue
             sp, pc = regs
-            index = bisect.bisect_right(self.map_starts, sp) - 1
-            if index < 0 or not self.maps[index].start <= sp < self.maps[index].end:
-                self.unreadable.append(tid)
-                continue
-            length = min(self.maps[index].end - sp, _MAX_STACK_BYTES)
-            try:
-                raw = os.pread(self.mem, length - length % 8, sp)
-            except OSError:
+            words = self.stacks.words(sp)
+            if words is None:
                 self.unreadable.append(tid)
                 continue
             self.examined += 1
-            words = array("Q")
-            words.frombytes(raw[: len(raw) - len(raw) % 8])
-            for path in _libraries_hit(words, pc, self.spans, self.starts):
+            for path in self.ranges.libraries_in([pc, *words], limit=every):
                 self.counts[path] += 1
         self.running = running
-
-
-def _libraries_hit(
-    words: array, pc: int, spans: list[tuple[int, int, str]], starts: list[int]
-) -> set[str]:
-    low = spans[0][0]
-    high = max(end for _, end, _ in spans)
-    hits: set[str] = set()
-    for word in (pc, *words):
-        if low <= word < high:
-            i = bisect.bisect_right(starts, word) - 1
-            if i >= 0 and word < spans[i][1]:
-                hits.add(spans[i][2])
-                if len(hits) == len(spans):
-                    break
-    return hits
 
 
 def python_thread_ids() -> set[int]:

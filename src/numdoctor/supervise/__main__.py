@@ -24,7 +24,7 @@ def main() -> int:
         pass
     if os.getppid() != config["parent"]:
         return 1  # the caller is already gone
-    from numdoctor.supervise.launcher import CommandNotFound
+    from numdoctor.core.tree import CommandNotFound
     from numdoctor.supervise.supervisor import Options, supervise
 
     options = Options(command=config["command"], hang_timeout=config.get("hang_timeout"),

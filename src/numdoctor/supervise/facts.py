@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from numdoctor.snapshot.libraries import MapEntry, loaded_libraries, read_maps
+from numdoctor.core.procfs import MapEntry, read_maps
+from numdoctor.snapshot.libraries import loaded_libraries
 from numdoctor.snapshot.threads import attribute_threads, thread_ids
 
 

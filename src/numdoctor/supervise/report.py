@@ -12,9 +12,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from numdoctor.core.facts import ProcView
+from numdoctor.core.stacks.model import ProcessStacks, ThreadStack
 from numdoctor.findings import Finding, Report, Severity, sort_findings
-from numdoctor.supervise.diagnose import ProcView, mib
-from numdoctor.supervise.stacks import ProcessStacks, ThreadStack
+from numdoctor.rules.run._text import mib
 
 STDERR_LINES = 40
 
@@ -66,7 +67,7 @@ def build(facts: RunFacts) -> Report:
         "program_exit": facts.program_exit,
         "command": facts.command,
         "duration_s": round(facts.duration, 3),
-        "processes": [_view_dict(v) for v in facts.views],
+        "processes": [v.to_dict() for v in facts.views],
         "stacks": [s.to_dict() for s in facts.stacks.values()],
         "crash_dumps": {str(k): v for k, v in facts.crash_dumps.items()},
         "output": facts.wiring,
@@ -81,13 +82,6 @@ def build(facts: RunFacts) -> Report:
     }
     return Report(kind="run", findings=sort_findings(facts.findings), snapshot=facts.snapshot,
                   outcome=outcome)
-
-
-def _view_dict(view: ProcView) -> dict[str, Any]:
-    return {"pid": view.pid, "ppid": view.ppid, "command": view.command, "role": view.role,
-            "cpu": None if view.cpu is None else round(view.cpu, 3), "state": view.state,
-            "python": view.python, "rss": view.rss, "peak_rss": view.peak_rss,
-            "forked_from": view.forked_from}
 
 
 def _sections(facts: RunFacts, stderr_lines: list[str]) -> list[dict[str, Any]]:

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from numdoctor.supervise import cgroup, launcher
-from numdoctor.supervise.gpu import GpuReading, read_gpus
+from numdoctor.core import cgroup
+from numdoctor.core.gpu import GpuReading, read_gpus
+from numdoctor.core.procfs import read_text, stat_fields, state_word
+from numdoctor.core.tree import descendants
 
 # The tree is idle over a window when no process used more than IDLE_CPU CPUs on average and
 # all together used less than IDLE_TREE_CPU: a few percent is a poll loop or a heartbeat
@@ -38,8 +40,6 @@ SPIN_CPU = 0.5
 _SERIES_POINTS = 600
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "Z": "zombie", "T": "stopped",
-           "t": "tracing-stop", "X": "dead", "I": "idle", "W": "waking", "P": "parked"}
 
 
 @dataclass(frozen=True)
@@ -55,28 +55,20 @@ class Stat:
 
 
 def read_stat(pid: int) -> Stat | None:
-    fields = launcher.stat_fields(pid)
+    fields = stat_fields(pid)
     if not fields or len(fields) < 22:
         return None
     try:
         ticks = sum(int(f) for f in fields[11:15])
-        return Stat(state=_STATES.get(fields[0], fields[0]), ppid=int(fields[1]),
+        return Stat(state=state_word(fields[0]), ppid=int(fields[1]),
                     cpu=ticks / _TICK, threads=int(fields[17]), rss=int(fields[21]) * _PAGE,
                     start=int(fields[19]))
     except ValueError:
         return None
 
 
-def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def _write_chars(pid: int) -> int | None:
-    for line in _read_text(f"/proc/{pid}/io").splitlines():
+    for line in read_text(f"/proc/{pid}/io").splitlines():
         if line.startswith("wchar:"):
             return int(line.split()[1])
     return None
@@ -167,6 +159,13 @@ class OomWatch:
             if count is not None:
                 self.latest[path] = count
 
+    def global_rise(self) -> int:
+        """How many OOM kills the whole system counted since we started watching."""
+        now = cgroup.global_oom_kills()
+        if now is None or self.global_baseline is None:
+            return 0
+        return now - self.global_baseline
+
     def rises(self) -> dict[Path, int]:
         self.refresh()
         return {p: self.latest[p] - self.baselines[p] for p in self.groups
@@ -174,10 +173,15 @@ class OomWatch:
 
 
 class Monitor:
-    def __init__(self, main_pid: int, *, exclude: Callable[[], Iterable[int]] = lambda: (),
+    def __init__(self, main_pid: int, *, root: int | None = None,
+                 exclude: Callable[[], Iterable[int]] = lambda: (),
                  gpu_interval: float = 5.0) -> None:
+        """`root`: the tree is this process and its descendants. None: the tree is every
+        descendant of ours (we are its subreaper, so its orphans re-parent to us), and the CPU
+        time of the orphans we reap counts too."""
         self.main_pid = main_pid
-        self.root = os.getpid()  # orphans re-parent to us (subreaper): walk from here
+        self.subreaper = root is None
+        self.root = os.getpid() if root is None else root
         self.exclude = exclude
         self.procs: dict[int, Proc] = {}
         self.tree_history: deque[tuple[float, float]] = deque(maxlen=8192)
@@ -188,7 +192,7 @@ class Monitor:
         self._gpu_present = Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
         self._last_scan = 0.0
         self._scan_every = 1.0
-        self._reaped_cpu_base = _children_cpu()
+        self._reaped_cpu_base = _children_cpu() if self.subreaper else 0.0
         self.samples = 0
         self.wrote = False  # set by sample(io=True) when some process's wchar grew
         self.sample_seconds = 0.0  # our own cost, for the report
@@ -196,10 +200,13 @@ class Monitor:
         self.peak_tree_rss_at = 0.0
 
     # -- discovery -------------------------------------------------------------------------
-    def _discover(self, now: float) -> None:
+    def discover(self, now: float) -> None:
+        """Find the tree's processes now (sampling does it at most once a second)."""
         started = time.perf_counter()
         known_live = {p.pid for p in self.procs.values() if not p.gone}
-        pids = launcher.descendants(self.root, exclude=self.exclude())
+        pids = descendants(self.root, exclude=self.exclude())
+        if not self.subreaper:
+            pids.insert(0, self.root)
         for pid in pids:
             if pid not in self.procs or self.procs[pid].gone:
                 self._add(pid, now)
@@ -214,9 +221,9 @@ class Monitor:
         stat = read_stat(pid)
         if stat is None:
             return
-        proc = Proc(pid=pid, ppid=stat.ppid, name=_read_text(f"/proc/{pid}/comm").strip(),
+        proc = Proc(pid=pid, ppid=stat.ppid, name=read_text(f"/proc/{pid}/comm").strip(),
                     first_seen=now, last_seen=now, start=stat.start)
-        raw = _read_text(f"/proc/{pid}/cmdline")
+        raw = read_text(f"/proc/{pid}/cmdline")
         proc.cmdline = raw.split("\0")[:-1] if raw else []
         try:
             proc.exe = os.readlink(f"/proc/{pid}/exe")
@@ -235,8 +242,9 @@ class Monitor:
         started = time.perf_counter()
         now = time.monotonic() if now is None else now
         if now - self._last_scan >= self._scan_every:
-            self._discover(now)
-        total_cpu = _children_cpu() - self._reaped_cpu_base  # orphans we reaped ourselves
+            self.discover(now)
+        # orphans we reaped ourselves
+        total_cpu = _children_cpu() - self._reaped_cpu_base if self.subreaper else 0.0
         tree_rss = 0
         for proc in self.procs.values():
             if proc.gone:

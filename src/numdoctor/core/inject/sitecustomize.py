@@ -24,7 +24,8 @@ import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_state = {"file": None, "ours": False, "pid": None, "threads_at_fork": None}
+_state = {"file": None, "ours": False, "pid": None, "threads_at_fork": None,
+          "run_dir": None, "signal": None, "supervisor": None}
 
 
 def _write_info(run_dir, info):
@@ -38,9 +39,10 @@ def _write_info(run_dir, info):
 def _arm(forked_from=None):
     import faulthandler
 
-    run_dir = os.environ.get("NUMDOCTOR_RUN_DIR")
+    run_dir = _state["run_dir"] or os.environ.get("NUMDOCTOR_RUN_DIR")
     if not run_dir or not os.path.isdir(run_dir):
         return
+    _state["run_dir"] = run_dir
     pid = os.getpid()
     dump = open(os.path.join(run_dir, f"fh-{pid}.txt"), "ab", buffering=0)
     previous = _state["file"]
@@ -52,7 +54,7 @@ def _arm(forked_from=None):
     else:
         faulthandler.enable(file=dump, all_threads=True)
         _state["ours"] = True
-    signum = int(os.environ.get("NUMDOCTOR_DUMP_SIGNAL", "0") or 0)
+    signum = _state["signal"] or int(os.environ.get("NUMDOCTOR_DUMP_SIGNAL", "0") or 0)
     dumps = False
     if signum:
         try:
@@ -65,7 +67,7 @@ def _arm(forked_from=None):
             previous.close()  # the parent's file, inherited through fork
         except OSError:
             pass
-    if os.environ.get("NUMDOCTOR_SET_PTRACER") == "1":
+    if _state["supervisor"] or os.environ.get("NUMDOCTOR_SET_PTRACER") == "1":
         _allow_supervisor_ptrace()
     info = {
         "pid": pid,
@@ -84,13 +86,13 @@ def _arm(forked_from=None):
 
 
 def _record_reaped(pid, status):
-    run_dir = os.environ.get("NUMDOCTOR_RUN_DIR")
+    run_dir = _state["run_dir"]
     if not run_dir or pid <= 0:
         return
     import time
 
-    line = "{} {} {:.3f}\n".format(pid, status, time.monotonic())
-    fd = os.open(os.path.join(run_dir, "fates-{}.txt".format(os.getpid())),
+    line = f"{pid} {status} {time.monotonic():.3f}\n"
+    fd = os.open(os.path.join(run_dir, f"fates-{os.getpid()}.txt"),
                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, line.encode("ascii"))
@@ -132,7 +134,7 @@ def _allow_supervisor_ptrace():
     try:
         import ctypes
 
-        supervisor = int(os.environ.get("NUMDOCTOR_SUPERVISOR_PID", "0"))
+        supervisor = _state["supervisor"] or int(os.environ.get("NUMDOCTOR_SUPERVISOR_PID", "0"))
         if supervisor:
             ctypes.CDLL(None).prctl(0x59616D61, supervisor, 0, 0, 0)
     except Exception:
@@ -173,12 +175,27 @@ def _chain_to_user_sitecustomize():
     spec.loader.exec_module(module)
 
 
-try:
-    _arm()
-    _watch_reaping()
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-except Exception:
-    pass
+def arm_this_process(run_dir=None, dump_signal=None, take_fatal=False, supervisor=None):
+    """Everything but the chaining: also used by processes numdoctor forks itself (a pytest
+    worker, check's collector), which never run a sitecustomize and pass the run directory
+    and signal instead of reading them from the environment. `take_fatal`: fatal-signal
+    tracebacks go to our file even when the process enabled faulthandler itself (pytest
+    does, onto its terminal). `supervisor`: the pid to allow ptrace from (Yama scope 1)."""
+    _state["run_dir"] = run_dir
+    _state["supervisor"] = supervisor
+    _state["signal"] = dump_signal
+    if take_fatal:
+        _state["ours"] = True
+    try:
+        _arm()
+        _watch_reaping()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    except Exception:
+        pass
 
-_chain_to_user_sitecustomize()
+
+# Imported as numdoctor.core.inject.sitecustomize (to call arm_this_process) it does nothing.
+if __name__ == "sitecustomize":
+    arm_this_process()
+    _chain_to_user_sitecustomize()

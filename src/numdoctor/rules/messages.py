@@ -18,13 +18,185 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from numdoctor.findings import Finding, Severity
+from numdoctor.rules.registry import Rule, Stage, declare
 
+GPU002 = declare(
+    "GPU002", "A cuBLAS or cuSOLVER call failed", Severity.ERROR,
+    """
+    The program printed a cuBLAS status (`CUBLAS_STATUS_…`) or a cuSOLVER failure. The
+    finding explains the status: `NOT_INITIALIZED` and `ALLOC_FAILED` almost always mean the
+    GPU was out of memory when the library needed its workspace; `EXECUTION_FAILED` is often
+    the late report of an earlier asynchronous error; `INVALID_VALUE` points at shapes,
+    strides or sizes above 2^31; `ARCH_MISMATCH` at a GPU too old for the build.
 
-def get(code: str):
-    """The registered rule for `code` (imported late: the scanner runs before any finding)."""
-    from numdoctor.rules.registry import get as registry_get
+    **Fix.** For memory: smaller batches, `torch.cuda.empty_cache()` before the call, fewer
+    processes per GPU. For asynchronous errors: run once with `CUDA_LAUNCH_BLOCKING=1` so the
+    failing kernel reports itself. For cuSOLVER: check the input for NaN/Inf and
+    ill-conditioning (`numdoctor.linalg`).
+    """,
+    Stage.RUN,
+)
 
-    return registry_get(code)
+GPU003 = declare(
+    "GPU003", "The GPU ran out of memory", Severity.ERROR,
+    """
+    PyTorch, TensorFlow, JAX or CUDA reported an out-of-memory error on the GPU.
+
+    **Fix.** Smaller batches, mixed precision, gradient checkpointing, freeing tensors you no
+    longer need (and not keeping references to outputs that hold the autograd graph); with
+    PyTorch, `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True` reduces fragmentation. Check
+    that no other process holds memory on the same GPU (GPU001 lists them at a crash).
+    """,
+    Stage.RUN,
+)
+
+GPU004 = declare(
+    "GPU004", "A GPU kernel faulted (illegal memory access, device-side assert)", Severity.ERROR,
+    """
+    A CUDA kernel failed: an illegal memory access, a device-side assertion (an index out of
+    range in an embedding or a loss function is the classic case), a misaligned address or an
+    unspecified launch failure. CUDA reports such errors asynchronously, so the Python line in
+    the traceback is often not the one that launched the kernel, and the CUDA context is
+    unusable afterwards.
+
+    **Fix.** Run once with `CUDA_LAUNCH_BLOCKING=1` (and `TORCH_USE_CUDA_DSA=1` on PyTorch
+    builds that support it) to get the failing operation; check indices against their
+    tensor's size; run the same step on CPU, where the error message is explicit.
+    """,
+    Stage.RUN,
+)
+
+GPU005 = declare(
+    "GPU005", "The installed build has no code for this GPU", Severity.ERROR,
+    """
+    "no kernel image is available for execution on the device": the framework was compiled for
+    other GPU architectures (compute capabilities) than this GPU's — a GPU too old or too new
+    for the wheel.
+
+    **Fix.** Install a build that includes this GPU's architecture (PyTorch's wheels list their
+    supported `sm_` versions in `torch.cuda.get_arch_list()`), or build from source with
+    `TORCH_CUDA_ARCH_LIST` set.
+    """,
+    Stage.RUN,
+)
+
+MSG001 = declare(
+    "MSG001", "A C++ exception escaped and ended the process", Severity.ERROR,
+    """
+    "terminate called after throwing an instance of '…'": C++ code threw an exception that
+    nothing caught, so the C++ runtime called `std::terminate()`, which aborts (SIGABRT). With
+    PyTorch (`c10::Error`) this happens where an error cannot become a Python exception: in a
+    destructor, a background thread, or a worker's C++ side. The `what():` text printed after
+    the message says what failed.
+
+    **Fix.** Read the `what()` text in the evidence; for PyTorch it usually names the failed
+    check (a shape, a device, a dtype) and the operator.
+    """,
+    Stage.RUN,
+)
+
+MSG002 = declare(
+    "MSG002", "glibc detected heap corruption", Severity.ERROR,
+    """
+    glibc's allocator found its own bookkeeping damaged ("free(): invalid pointer", "double
+    free or corruption", "malloc(): corrupted top size", "munmap_chunk(): invalid pointer") and
+    aborted. Something wrote outside an allocation or freed memory twice — often well before
+    the abort. A frequent cause in Python stacks is two copies of a library (or two C++
+    runtimes) where memory allocated by one is freed by the other, and extensions compiled
+    against a different version of a library than the one loaded.
+
+    **Fix.** Make sure each native library is loaded once (numdoctor check), update the
+    packages involved, and reproduce with `PYTHONMALLOC=debug` or under AddressSanitizer to
+    find the first bad write.
+    """,
+    Stage.RUN,
+)
+
+MSG003 = declare(
+    "MSG003", "A binary needs CPU features this machine lacks", Severity.ERROR,
+    """
+    A library reported that it was built for CPU extensions this machine does not have (NumPy:
+    "NumPy was built with baseline optimizations: (…) but your machine doesn't support: (…)"),
+    or a process died with "Illegal instruction". The evidence lists the x86-64 level this CPU
+    reaches and the extensions it lacks.
+
+    **Fix.** Install a build made for this CPU (the generic pip wheel rather than a locally
+    optimised build), or run on a newer machine.
+    """,
+    Stage.RUN,
+)
+
+MSG004 = declare(
+    "MSG004", "A compiled module needs a symbol no loaded library provides", Severity.ERROR,
+    """
+    Loading an extension failed with "undefined symbol: …": it was built against a different
+    version of a library it links to (a torch extension built for another torch, a package
+    built against a newer NumPy or a newer C++ ABI), or the library that should provide the
+    symbol is not loaded.
+
+    **Fix.** Reinstall the failing package so that it matches the version of the library the
+    symbol belongs to (demangle the symbol with `c++filt` to see which); build extensions in
+    the same environment that runs them.
+    """,
+    Stage.RUN,
+)
+
+MSG005 = declare(
+    "MSG005", "A library needs a newer C or C++ runtime than the one loaded", Severity.ERROR,
+    """
+    "version `GLIBCXX_3.4.30' not found (required by …)": a library was built with a newer
+    compiler (libstdc++) or against a newer glibc than the one in use. Common with conda
+    environments mixed with system libraries, and with wheels built on a newer distribution.
+
+    **Fix.** Use the libstdc++ of the environment (conda: `conda install libstdcxx-ng`; or put
+    the environment's `lib/` first), or install a build of the package made for this system.
+    """,
+    Stage.RUN,
+)
+
+MSG006 = declare(
+    "MSG006", "A worker process died", Severity.ERROR,
+    """
+    A framework reported that one of its worker processes died: PyTorch's "DataLoader worker
+    (pid N) is killed by signal", `concurrent.futures`' BrokenProcessPool, joblib/loky's
+    TerminatedWorkerError. The message rarely says why; numdoctor looks for the worker's own
+    crash dump (faulthandler runs in every worker) and the kernel's OOM records, and reports
+    them as SIG/OOM findings naming the worker's pid.
+
+    **Fix.** Follow the SIG or OOM finding for the worker. Without one, run with
+    `num_workers=0` (or `n_jobs=1`) to get the error in the main process.
+    """,
+    Stage.RUN,
+)
+
+MSG007 = declare(
+    "MSG007", "OpenBLAS was called from inside an OpenMP parallel region", Severity.WARNING,
+    """
+    "OpenBLAS Warning : Detect OpenMP Loop and this application may hang": a pthreads build of
+    OpenBLAS (the one NumPy's and SciPy's wheels ship) was called from a thread of an OpenMP
+    parallel region. Its own thread pool and the OpenMP team then wait for each other.
+
+    **Fix.** Limit OpenBLAS to one thread inside parallel regions
+    (`threadpoolctl.threadpool_limits(1, user_api="blas")`, or `OPENBLAS_NUM_THREADS=1`), or
+    use an OpenMP build of OpenBLAS.
+    """,
+    Stage.RUN,
+)
+
+MSG008 = declare(
+    "MSG008", "The OpenMP runtime reported an error", Severity.WARNING,
+    """
+    An "OMP: Error #N" message other than the duplicate-runtime error (#15, see OMP002) and the
+    thread-creation errors (see THR001): an assertion in the runtime, an invalid setting in an
+    `OMP_*`/`KMP_*` variable, or a runtime used in an unsupported way. The message itself is in
+    the evidence.
+
+    **Fix.** Check the `OMP_*`/`KMP_*` environment variables in the report, and that only one
+    OpenMP runtime is loaded (`numdoctor check`).
+    """,
+    Stage.RUN,
+)
+
 
 _MAX_HITS = 3  # occurrences kept per message kind
 _CONTEXT = 4  # lines kept after a matching line
@@ -205,6 +377,9 @@ class Context:
     openmp_libraries: list[str] = field(default_factory=list)  # describe_library() lines
     cpu_flags: set[str] = field(default_factory=set)
     main_pid: int = 0
+    # The package that ships a file ("torch 2.13.0"), looked up by the caller that collected
+    # the output (the diagnoses never look files up themselves).
+    owner: Callable[[str], str] = field(default=lambda path: "")
 
 
 def _evidence(hits: list[Hit], extra: Iterable[str] = ()) -> list[str]:
@@ -217,23 +392,13 @@ def _evidence(hits: list[Hit], extra: Iterable[str] = ()) -> list[str]:
     return lines
 
 
-def _code_finding(code: str, hits: list[Hit], **kwargs) -> Finding:
-    """A finding for a code another module registers, or our own if it is not registered."""
-    try:
-        rule_ = get(code)
-    except KeyError:
-        fallback = _FALLBACK[code]
-        return Finding(code=code, severity=kwargs.pop("severity", None) or fallback[1],
-                       title=kwargs.pop("title", None) or fallback[0],
-                       evidence=tuple(kwargs.pop("evidence")), **kwargs)
-    return rule_.finding(kwargs.pop("evidence"), **kwargs)
+def _check_rule(module: str, check: str) -> Rule:
+    """The Rule of a `check` rule with the same cause (imported when a message needs it: the
+    scanner itself runs from the start of a supervised program and must stay light)."""
+    import importlib
 
-
-# NumPy ABI codes belong to numdoctor.rules.binary; these stand in until it is loaded.
-_FALLBACK = {
-    "ABI001": ("An extension built for NumPy 1.x is used with NumPy 2.x", Severity.ERROR),
-    "ABI002": ("An extension needs a newer NumPy than the one installed", Severity.ERROR),
-}
+    rule_: Rule = getattr(importlib.import_module(f"numdoctor.rules.{module}"), check).rule
+    return rule_
 
 _CUBLAS_CAUSES = {
     "NOT_INITIALIZED": "cuBLAS could not create its handle: almost always the GPU was out of "
@@ -253,8 +418,8 @@ _CUBLAS_CAUSES = {
 
 def _omp15(hits, ctx):
     hit = hits[0]
-    return [_code_finding(
-        "OMP002", hits, evidence=_evidence(hits, ctx.openmp_libraries),
+    return [_check_rule("openmp", "duplicate_openmp_copies").finding(
+        _evidence(hits, ctx.openmp_libraries),
         severity=Severity.ERROR,
         title="Two copies of Intel OpenMP initialised: the program aborted (OMP Error #15)",
         why=f"A second {hit.match.get('lib', 'libiomp5')} started while one was already "
@@ -267,8 +432,8 @@ def _omp15(hits, ctx):
 
 
 def _omp_threads(hits, ctx):
-    return [_code_finding(
-        "THR001", hits, evidence=_evidence(hits), severity=Severity.ERROR,
+    return [_check_rule("threads", "oversubscription").finding(
+        _evidence(hits), severity=Severity.ERROR,
         title="A thread pool could not create its threads",
         why="pthread_create failed: the process (or its container's pids limit, or "
             "`ulimit -u`) ran out of threads, usually because every pool starts one thread "
@@ -281,7 +446,7 @@ def _omp_threads(hits, ctx):
 
 def _omp_other(hits, ctx):
     hit = hits[0]
-    return [get("MSG008").finding(
+    return [MSG008.finding(
         _evidence(hits),
         title=f"The OpenMP runtime reported error #{hit.match.get('num', '?')}",
         why=hit.match.get("text", ""),
@@ -289,20 +454,20 @@ def _omp_other(hits, ctx):
 
 
 def _mkl_layer(hits, ctx):
-    return [_code_finding(
-        "MKL001", hits, evidence=_evidence(hits, ctx.openmp_libraries),
+    return [_check_rule("mkl", "mkl_threading_layer").finding(
+        _evidence(hits, ctx.openmp_libraries),
         why="MKL refused to start with its Intel threading layer next to GNU libgomp.",
         fix="export MKL_THREADING_LAYER=GNU before starting the program.",
     )]
 
 
 def _openblas_omp(hits, ctx):
-    return [get("MSG007").finding(_evidence(hits, ctx.openmp_libraries))]
+    return [MSG007.finding(_evidence(hits, ctx.openmp_libraries))]
 
 
 def _cusolver(hits, ctx):
     status = hits[0].match.get("status") or hits[0].match.get("status2") or ""
-    return [get("GPU002").finding(
+    return [GPU002.finding(
         _evidence(hits),
         title="A cuSOLVER call failed" + (f" (CUSOLVER_STATUS_{status})" if status else ""),
         why="cuSOLVER (GPU LAPACK: torch.linalg on CUDA, cupy.linalg) failed. Ill-conditioned "
@@ -314,19 +479,19 @@ def _cusolver(hits, ctx):
 def _cublas(hits, ctx):
     status = hits[0].match.get("status", "")
     cause = _CUBLAS_CAUSES.get(status, "a cuBLAS call failed")
-    return [get("GPU002").finding(_evidence(hits), title=f"cuBLAS failed: CUBLAS_STATUS_{status}",
+    return [GPU002.finding(_evidence(hits), title=f"cuBLAS failed: CUBLAS_STATUS_{status}",
                                   why=cause[0].upper() + cause[1:] + ".")]
 
 
-def _simple(code: str) -> Callable:
-    def build(hits, ctx):
-        return [get(code).finding(_evidence(hits))]
+def _simple(rule_: Rule) -> Callable[[list[Hit], Context], list[Finding]]:
+    def build(hits: list[Hit], ctx: Context) -> list[Finding]:
+        return [rule_.finding(_evidence(hits))]
     return build
 
 
 def _cuda_arch(hits, ctx):
     arch = hits[0].match.get("arch")
-    return [get("GPU005").finding(
+    return [GPU005.finding(
         _evidence(hits),
         why=(f"This GPU ({arch}) is not among the architectures the installed build was "
              "compiled for." if arch else None) or "",
@@ -336,7 +501,7 @@ def _cuda_arch(hits, ctx):
 def _terminate(hits, ctx):
     kind = hits[0].match.get("type", "")
     torch = kind.startswith("c10::")
-    return [get("MSG001").finding(
+    return [MSG001.finding(
         _evidence(hits),
         title=(f"PyTorch's C++ code threw {kind} and nothing caught it" if torch else
                f"A C++ exception ({kind}) escaped to std::terminate"),
@@ -348,11 +513,12 @@ def _terminate(hits, ctx):
 
 
 def _numpy1_on_2(hits, ctx):
-    return [_code_finding("ABI001", hits, evidence=_evidence(hits), where="stderr")]
+    return [_check_rule("binary", "built_for_numpy1").finding(_evidence(hits), where="stderr")]
 
 
 def _numpy_newer(hits, ctx):
-    return [_code_finding("ABI002", hits, evidence=_evidence(hits), where="stderr")]
+    return [_check_rule("binary", "needs_newer_numpy").finding(_evidence(hits),
+                                                             where="stderr")]
 
 
 def _numpy_abi(hits, ctx):
@@ -362,15 +528,15 @@ def _numpy_abi(hits, ctx):
         older_build = int(match["built"], 16) < int(match["running"], 16)
     except (KeyError, ValueError):
         older_build = True
-    code = "ABI001" if older_build else "ABI002"
-    return [_code_finding(code, hits, evidence=_evidence(hits), where="stderr")]
+    check = "built_for_numpy1" if older_build else "needs_newer_numpy"
+    return [_check_rule("binary", check).finding(_evidence(hits), where="stderr")]
 
 
 def _numpy_baseline(hits, ctx):
-    from numdoctor.supervise import isa
+    from numdoctor.core import isa
 
-    flags = ctx.cpu_flags or isa.cpu_flags()
-    return [get("MSG003").finding(
+    flags = ctx.cpu_flags
+    return [MSG003.finding(
         _evidence(hits, [f"this CPU: {isa.level(flags)}; lacks "
                          f"{', '.join(isa.missing_above(flags)[:8]) or 'nothing checked'}"]),
         title="NumPy was built for CPU features this machine lacks",
@@ -378,7 +544,7 @@ def _numpy_baseline(hits, ctx):
 
 
 def _heap(hits, ctx):
-    return [get("MSG002").finding(
+    return [MSG002.finding(
         _evidence(hits), title=f"glibc detected heap corruption: {hits[0].match.get('what')}")]
 
 
@@ -386,24 +552,22 @@ def _undefined_symbol(hits, ctx):
     hit = hits[0]
     symbol = hit.match.get("symbol") or hit.match.get("symbol2") or "?"
     library = hit.match.get("lib", "")
-    from numdoctor.supervise.classify import package_of
-
-    owner = package_of(library) if library else ""
+    owner = ctx.owner(library) if library else ""
     evidence = _evidence(hits, [f"{library} is from {owner}"] if owner else [])
-    return [get("MSG004").finding(
+    return [MSG004.finding(
         evidence, title=f"A compiled module needs symbol {symbol}, which nothing loaded has")]
 
 
 def _version_not_found(hits, ctx):
     hit = hits[0]
-    return [get("MSG005").finding(
+    return [MSG005.finding(
         _evidence(hits),
         title=f"{hit.match.get('by', 'A library')} needs {hit.match.get('version')}, which "
               "the loaded C/C++ runtime lacks")]
 
 
 def _worker_died(hits, ctx):
-    return [get("MSG006").finding(_evidence(hits))]
+    return [MSG006.finding(_evidence(hits))]
 
 
 _BUILDERS: dict[str, Callable[[list[Hit], Context], list[Finding]]] = {
@@ -414,8 +578,8 @@ _BUILDERS: dict[str, Callable[[list[Hit], Context], list[Finding]]] = {
     "openblas_omp": _openblas_omp,
     "cusolver": _cusolver,
     "cublas": _cublas,
-    "cuda_oom": _simple("GPU003"),
-    "cuda_fault": _simple("GPU004"),
+    "cuda_oom": _simple(GPU003),
+    "cuda_fault": _simple(GPU004),
     "cuda_arch": _cuda_arch,
     "terminate": _terminate,
     "numpy1_on_2": _numpy1_on_2,

@@ -1,4 +1,4 @@
-"""`python -m numdoctor.supervise._pystack_json PID`: pystack's view of a process, as JSON.
+"""`python -m numdoctor.core.stacks._pystack_json PID`: pystack's view of a process, as JSON.
 
 pystack (Bloomberg) reads Python and native stacks of a live process, including threads that
 never ran Python (OpenMP and BLAS pools). It resolves symbols on demand, which makes it about

@@ -1,33 +1,26 @@
-"""From frames to a culprit: which library (and pip package) a crash or a wait is in.
+"""From frames to a culprit: which library (and package) a crash or a wait is in.
 
 A crash is blamed on the first native frame, innermost first, that is not plumbing every
 crash passes through (the C library, the C++ runtime, the dynamic loader, libffi, the Python
-interpreter). Its library is mapped to the pip package that installed it. Without native
-frames the innermost Python frame is used: the module that called into native code.
+interpreter). Without native frames the innermost Python frame is used: the module that
+called into native code. Frames carry the package that ships their file (`Frame.package`,
+filled by the supervisor when it collects them).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass
-from functools import lru_cache
 
-from numdoctor.snapshot.ownership import owning_distribution
-from numdoctor.supervise.stacks import Frame
-from numdoctor.supervise.waitstatus import SIGNAL_WORDS, Exit, from_wait_status, signal_name
-
-__all__ = ["SIGNAL_WORDS", "Culprit", "Exit", "annotate", "culprit", "from_wait_status",
-           "is_plumbing", "module_of", "package_of", "signal_name"]
-
-# -- who ships a file ------------------------------------------------------------------------
+from numdoctor.core.stacks.model import Frame
 
 # Libraries every native crash or wait passes through; never the culprit themselves.
 _PLUMBING = re.compile(
     r"^(?:libc|libpthread|libstdc\+\+|libc\+\+|libc\+\+abi|libgcc_s|libunwind|ld-linux[\w.-]*"
     r"|ld64|ld-musl[\w.-]*|libffi|libpython\d[\w.]*|libdl|libm|librt|linux-vdso|libSegFault)"
     r"(?:[-.]|$)")
+_STDLIB = re.compile(r"[\\/]lib[\\/](?:python\d+(?:\.\d+)?t?|Lib)[\\/](?!.*(?:site|dist)-packages)")
 
 
 def is_plumbing(path: str, interpreters: tuple[str, ...] = ()) -> bool:
@@ -38,43 +31,8 @@ def is_plumbing(path: str, interpreters: tuple[str, ...] = ()) -> bool:
     return bool(real) and real in interpreters
 
 
-def add_site_dirs(directories: list[str]) -> None:
-    """Let ownership lookups see the program's site-packages when they differ from ours.
-
-    Only ever called in the supervisor process, which runs no user code.
-    """
-    for directory in directories:
-        if directory and os.path.isdir(directory) and directory not in sys.path:
-            sys.path.append(directory)
-            _package_of.cache_clear()
-
-
-_STDLIB = re.compile(r"[\\/]lib[\\/](?:python\d+(?:\.\d+)?t?|Lib)[\\/](?!.*(?:site|dist)-packages)")
-
-
-@lru_cache(maxsize=4096)
-def _package_of(path: str) -> str:
-    if not path:
-        return ""
-    if path.startswith("<frozen ") or _STDLIB.search(path):
-        return "Python standard library"
-    owner = owning_distribution(path)
-    if owner:
-        return f"{owner[0]} {owner[1]}".strip()
-    for marker in ("site-packages", "dist-packages"):
-        parts = path.split(os.sep)
-        if marker in parts:
-            rest = parts[parts.index(marker) + 1:]
-            if rest:
-                return rest[0].removesuffix(".libs").split("-", 1)[0]
-    if path.startswith(("/usr/lib", "/lib", "/usr/local/lib")):
-        return "system library (not from pip)"
-    return ""
-
-
-def package_of(path: str) -> str:
-    """'torch 2.13.0', 'Python standard library', 'system library (not from pip)' or ''."""
-    return _package_of(path)
+def is_standard_library(path: str) -> bool:
+    return path.startswith("<frozen ") or bool(_STDLIB.search(path))
 
 
 def module_of(path: str) -> str:
@@ -98,13 +56,6 @@ def module_of(path: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def annotate(frames: list[Frame]) -> None:
-    """Fill in `package` for every frame."""
-    for frame in frames:
-        if not frame.package:
-            frame.package = package_of(frame.file)
-
-
 @dataclass(frozen=True)
 class Culprit:
     frame: Frame
@@ -122,7 +73,6 @@ class Culprit:
 
 def culprit(frames: list[Frame], interpreters: tuple[str, ...] = ()) -> Culprit | None:
     """The library (or Python module) to blame for a crash or a wait, from its frames."""
-    annotate(frames)
     natives = [f for f in frames if f.kind == "native" and f.file]
     for frame in natives:
         if not is_plumbing(frame.file, interpreters):

@@ -1,9 +1,49 @@
-"""Wait statuses: a shell-style exit code and the signal's name, like bash reports them."""
+"""How a supervised program ended: the `Status` of a run, and wait statuses read as a shell does.
+
+`Status` is the one vocabulary every front end uses for what happened to a program (`run`'s
+report and exit status, `isolate()`'s exceptions, the pytest plugin's outcomes, `probe`'s
+verdicts). It is a `str` enum, so reports keep plain strings in JSON.
+"""
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
+
+
+class Status(str, enum.Enum):
+    """What happened to a supervised program."""
+
+    OK = "ok"  # exited with status 0
+    EXIT = "exit"  # exited with another status
+    SIGNAL = "signal"  # ended by a signal that is not a crash (SIGTERM, SIGINT...)
+    CRASH = "crash"  # ended by SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGKILL...
+    OOM = "oom"  # killed by the kernel's OOM killer
+    HANG = "hang"  # no progress and no CPU for --hang-timeout
+    SPINNING = "spinning"  # no progress while a CPU stays busy
+    TIMEOUT = "timeout"  # ran past --timeout
+    DEADLOCK = "deadlock"  # proven never to continue (a lock cycle, a dead worker's task...)
+    INTERRUPTED = "interrupted"  # stopped by the user (a second Ctrl-C)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def incident(self) -> bool:
+        """numdoctor stopped the program (dumped its stacks and killed it)."""
+        return self in _INCIDENTS
+
+    @property
+    def failed(self) -> bool:
+        return self is not Status.OK
+
+
+_INCIDENTS = frozenset({Status.HANG, Status.SPINNING, Status.TIMEOUT, Status.DEADLOCK,
+                        Status.INTERRUPTED})
+# Signals that mean the program crashed rather than was asked to stop.
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE,
+                           signal.SIGILL, signal.SIGKILL, signal.SIGSYS, signal.SIGTRAP})
 
 # What the signals that end programs mean, in the words a shell prints.
 SIGNAL_WORDS = {
@@ -76,3 +116,12 @@ def from_wait_status(status: int) -> Exit:
     if os.WIFEXITED(status):
         return Exit(os.WEXITSTATUS(status))
     return Exit(1)
+
+
+def status_of(ended: Exit, *, oom_killed: bool = False) -> Status:
+    """The Status of a program that ended on its own with `ended`."""
+    if ended.signal is None:
+        return Status.OK if ended.code == 0 else Status.EXIT
+    if oom_killed:
+        return Status.OOM
+    return Status.CRASH if ended.signal in CRASH_SIGNALS else Status.SIGNAL

@@ -1,0 +1,352 @@
+"""One process tree under supervision: what `numdoctor run` and the pytest plugin share.
+
+A `Watch` owns the tree's facts while it runs (its run directory, the samples of its
+processes, the kernel log, the orphans it reaped) and turns them into the facts a diagnosis
+needs at the two moments that matter:
+
+- `incident()`: the tree is stuck (hung, spinning, past a timeout, interrupted): the process
+  table, every thread's stacks (the dump ladder), then the diagnoses of numdoctor.rules.run;
+- `ending()`: the main process ended on its own: who died of what (wait statuses, fatal
+  dumps, the kernel's OOM records), then the same diagnoses.
+
+It never decides *when* something is wrong: the front end's loop does (`run` watches output
+and heartbeats, the plugin watches test reports).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from numdoctor.core import isa, tree
+from numdoctor.core.facts import Death, ProcView
+from numdoctor.core.kmsg import KernelEvent, KernelLog
+from numdoctor.core.monitor import Monitor
+from numdoctor.core.procfs import alive, command_line
+from numdoctor.core.rundir import RunDir
+from numdoctor.core.stacks.ladder import Dumper, Target
+from numdoctor.core.stacks.model import ProcessStacks
+from numdoctor.core.stacks.pyspy import PTRACE_FIX
+from numdoctor.core.status import Exit, Status, from_wait_status, status_of
+from numdoctor.findings import Finding, merge_findings
+from numdoctor.rules.messages import Context, Hit, shell_deaths
+from numdoctor.rules.run import crash, gpu, hang, memory
+from numdoctor.supervise.packages import add_site_dirs, annotate, package_of
+
+_PYTHON_EXE = re.compile(r"^(?:python|pypy)[\d.]*[dmu]*$")
+
+
+@dataclass
+class Incident:
+    """What was found when the tree was stopped."""
+
+    status: Status
+    views: list[ProcView]
+    stacks: dict[int, ProcessStacks]
+    findings: list[Finding]
+    window: float
+    detected: float  # monotonic
+
+
+@dataclass
+class Ending:
+    """How the tree ended on its own."""
+
+    status: Status
+    main_exit: Exit
+    views: list[ProcView]
+    deaths: list[Death]
+    findings: list[Finding]
+    crash_dumps: dict[int, str] = field(default_factory=dict)  # pid -> faulthandler text
+    observed: bool = False  # something beyond the exit status was seen (a message, a death)
+
+
+class Watch:
+    def __init__(self, main_pid: int, run_dir: RunDir, *, started: float,
+                 subreaper: bool, command: list[str] | None = None,
+                 helpers: set[int] | None = None, main_role: str = "main",
+                 kernel: KernelLog | None = None) -> None:
+        """`subreaper`: this process adopted the tree's orphans (`numdoctor run`): the tree is
+        every descendant of ours. Otherwise the tree is `main_pid` and its descendants (a
+        pytest worker is the subreaper of its own tests)."""
+        self.main_pid = main_pid
+        self.run_dir = run_dir
+        self.started = started
+        self.subreaper = subreaper
+        self.command = command or []
+        self.main_role = main_role
+        self.helpers: set[int] = helpers if helpers is not None else set()
+        self.monitor = Monitor(main_pid, root=None if subreaper else main_pid,
+                               exclude=lambda: self.helpers)
+        self.monitor.track(main_pid)
+        self.kernel = kernel
+        self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.mapped: set[str] = set()  # libraries seen mapped, for the kernel log's names
+        self.reaped: dict[int, tuple[int, float]] = {}  # orphans we reaped: (status, when)
+
+    # -- while it runs -----------------------------------------------------------------------
+    def reap(self) -> int | None:
+        """The main process's wait status once it has exited (never blocks)."""
+        statuses = tree.reap(None if self.subreaper else [self.main_pid])
+        now = time.monotonic()
+        for pid, status in statuses.items():
+            if pid != self.main_pid:
+                self.reaped[pid] = (status, now)
+        return statuses.get(self.main_pid)
+
+    def infos(self) -> dict[int, dict]:
+        infos = self.run_dir.infos()
+        for info in infos.values():
+            add_site_dirs([str(d) for d in info.get("site_dirs", ())])
+        return infos
+
+    def interpreters(self, infos: dict[int, dict]) -> tuple[str, ...]:
+        paths = {os.path.realpath(sys.executable)}
+        for info in infos.values():
+            if info.get("executable"):
+                paths.add(os.path.realpath(str(info["executable"])))
+        return tuple(sorted(paths))
+
+    def views(self, infos: dict[int, dict], window: float, now: float) -> list[ProcView]:
+        """The process table: every live process of the tree (and the main one, always)."""
+        views = []
+        me = os.getpid()
+        for proc in sorted(self.monitor.procs.values(), key=lambda p: (p.first_seen, p.pid)):
+            if proc.gone and proc.pid != self.main_pid:
+                continue
+            info = infos.get(proc.pid, {})
+            forked = info.get("forked_from")
+            if forked is None and proc.pid != self.main_pid:
+                parent = self.monitor.known(proc.ppid)
+                if parent is not None and parent.exe and parent.exe == proc.exe and \
+                        parent.cmdline == proc.cmdline and proc.pid not in infos:
+                    forked = proc.ppid  # same program, no exec: a fork of a native program
+            if proc.pid == self.main_pid:
+                role = self.main_role
+            elif forked:
+                role = f"forked from {forked}"
+            elif proc.ppid == me:
+                role = "re-parented to numdoctor"
+            else:
+                role = f"child of {proc.ppid}"
+            # The command line as the process itself reports it: a launcher script that
+            # exec'd python shows up as python, not as the launcher.
+            argv = info.get("argv") or command_line(proc.pid) or proc.cmdline
+            command = shlex.join(argv) if argv else proc.name
+            command = command.replace("\n", "\\n")
+            views.append(ProcView(
+                pid=proc.pid, ppid=proc.ppid, command=command[:200], role=role,
+                cpu=proc.cpu_since(now - window), state=proc.state,
+                python=proc.pid in infos or bool(_PYTHON_EXE.match(os.path.basename(proc.exe)
+                                                                   or proc.name)),
+                forked_from=forked, threads_at_fork=info.get("threads_at_fork"),
+                rss=proc.rss, peak_rss=proc.peak_rss, memory=proc.memory))
+        return views
+
+    def dump(self, views: list[ProcView], infos: dict[int, dict], *,
+             quick: bool = False, tool_timeout: float = 5.0) -> dict[int, ProcessStacks]:
+        """Every thread's stacks, Python and native, with the package of each frame."""
+        targets = [Target(v.pid, python=v.python, dumpable=bool(infos.get(v.pid, {})
+                                                                .get("dumps")))
+                   for v in views if alive(v.pid)]
+        dumper = Dumper(self.run_dir.path, self.run_dir.dump_signal, helpers=self.helpers)
+        started = time.monotonic()
+        stacks = dumper.dump(targets, tool_timeout=1.5 if quick else tool_timeout,
+                             faulthandler_wait=0.5 if quick else 1.0)
+        for process in stacks.values():
+            for thread in process.threads:
+                annotate(thread.frames)
+        self.timings["dump"] = time.monotonic() - started
+        self.timings.update({f"dump_{k}": v for k, v in dumper.seconds.items()})
+        self._note_missing_native(stacks)
+        return stacks
+
+    def _note_missing_native(self, stacks: dict[int, ProcessStacks]) -> None:
+        """Say once, for the whole report, why native frames are missing, and the fix."""
+        if not stacks or any(s.native for s in stacks.values()):
+            return
+        reasons = sorted({n for s in stacks.values() for n in s.notes
+                          if "native" in n or "gdb" in n or "py-spy" in n})
+        denied = any("ptrace was denied" in n for n in reasons)
+        self.notes.append("native stacks were not available"
+                          + (": " + "; ".join(reasons) if reasons else "")
+                          + (f". Fix: {PTRACE_FIX}" if denied else ""))
+
+    def kill(self) -> tree.KillResult:
+        """Freeze and kill the whole tree; the main process's status is kept."""
+        if self.subreaper:
+            killed = tree.kill_tree(os.getpid(), session=self.main_pid, exclude=self.helpers,
+                                    reap_all=True)
+        else:
+            killed = tree.kill_tree(self.main_pid, session=self.main_pid, include_root=True,
+                                    exclude=self.helpers)
+        return killed
+
+    def leftovers(self) -> tree.KillResult:
+        """Processes the program left running: give them a moment, then terminate them."""
+        root = os.getpid() if self.subreaper else self.main_pid
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            self.reap()
+            if not [p for p in tree.descendants(root, self.helpers) if alive(p)]:
+                return tree.KillResult()
+            time.sleep(0.05)
+        return tree.terminate_tree(root, exclude=self.helpers, reap_all=self.subreaper)
+
+    def message_context(self, openmp_libraries: list[str] | None = None) -> Context:
+        return Context(openmp_libraries=openmp_libraries or [], cpu_flags=isa.cpu_flags(),
+                       main_pid=self.main_pid, owner=package_of)
+
+    # -- the tree is stuck -------------------------------------------------------------------
+    def incident(self, status: Status, *, window: float, silent_for: float, elapsed: float,
+                 timeout: float | None, messages: list[Finding]) -> Incident:
+        """Dump every process, then diagnose. The caller kills the tree afterwards."""
+        detected = time.monotonic()
+        self.monitor.discover(detected)
+        self.monitor.sample(detected)
+        infos = self.infos()
+        views = self.views(infos, window, detected)
+        reading = self.monitor.gpu_reading()
+        stacks = self.dump(views, infos, quick=status is Status.INTERRUPTED)
+        interpreters = self.interpreters(infos)
+        tree_cpu = self.monitor.tree_cpu_since(detected - window)
+        found: list[Finding] = []
+        found += hang.fork_findings(views, stacks, window)
+        if status in (Status.HANG, Status.SPINNING, Status.TIMEOUT):
+            found += hang.hang_findings(
+                status.value, window=window, silent_for=silent_for, elapsed=elapsed,
+                views=views, stacks=stacks, tree_cpu=tree_cpu, timeout=timeout,
+                interpreters=interpreters)
+        found += messages
+        found += memory.leak_findings(views)
+        gpu_finding = gpu.gpu_finding(reading, moment="hang", tree_pids={v.pid for v in views},
+                                      host_idle=self.monitor.idle_since(detected - window))
+        if gpu_finding is not None:
+            found.append(gpu_finding)
+        return Incident(status, views, stacks, found, window, detected)
+
+    # -- the tree ended on its own -----------------------------------------------------------
+    def ending(self, main_status: int, *, hits: dict[str, list[Hit]],
+               messages: list[Finding], snapshot_findings: list[Finding] | None = None,
+               kernel_events: list[KernelEvent] | None = None) -> Ending:
+        ended = time.monotonic()
+        main_exit = from_wait_status(main_status)
+        self.monitor.sample(ended)
+        infos = self.infos()
+        window = min(10.0, max(1.0, ended - self.started))
+        views = self.views(infos, window, ended)
+        interpreters = self.interpreters(infos)
+        flags = isa.cpu_flags()
+        by_pid = {v.pid: v for v in views}
+        events = kernel_events if kernel_events is not None else (
+            self.kernel.poll() if self.kernel is not None else [])
+        dumps = self.run_dir.fatal_dumps()
+        deaths: list[Death] = []
+        if main_exit.signal is not None:
+            deaths.append(self._death(self.main_pid, main_exit.signal, self.main_role,
+                                      main_exit, dumps, events, by_pid))
+        for pid in sorted(dumps):
+            if pid == self.main_pid:
+                continue
+            deaths.append(self._death(pid, crash.signal_from_fatal(dumps[pid][0]),
+                                      self._role(pid, infos), None, dumps, events, by_pid))
+        covered = {d.pid for d in deaths}
+        for pid, what, _line in shell_deaths(hits):
+            if pid not in covered and pid in by_pid:
+                deaths.append(self._death(pid, crash.signal_from_fatal(what),
+                                          by_pid[pid].role, None, dumps, events, by_pid))
+                covered.add(pid)
+        for event in events:
+            if event.kind == "oom-kill" and event.pid in by_pid and event.pid not in covered:
+                deaths.append(self._death(event.pid, signal.SIGKILL, by_pid[event.pid].role,
+                                          None, dumps, events, by_pid))
+                covered.add(event.pid)
+
+        rises = {str(k): v for k, v in self.monitor.oom.rises().items()}
+        global_rise = self.monitor.oom.global_rise()
+        found: list[Finding] = []
+        oom_main = False
+        limit = peak = None
+        groups = list(self.monitor.oom.groups.values())
+        if groups:
+            limit, peak = groups[0].limit(), groups[0].peak()
+        for death in deaths:
+            if death.signal == signal.SIGKILL and (
+                    rises or global_rise or any(e.kind == "oom-kill" for e in death.kernel)):
+                largest = sorted(views, key=lambda v: -v.peak_rss)
+                found.append(memory.oom_finding(death, rises=rises, limit=limit,
+                                                cgroup_peak=peak, largest=largest,
+                                                global_rise=global_rise))
+                oom_main = oom_main or death.pid == self.main_pid
+                continue
+            related = messages if death.pid == self.main_pid else []
+            found.append(crash.crash_finding(death, interpreters=interpreters, flags=flags,
+                                             related=related))
+        status = status_of(main_exit, oom_killed=oom_main)
+        found += messages
+        found += memory.leak_findings(views)
+        observed = any(f.severity.value != "info" for f in found)
+        if status in (Status.CRASH, Status.OOM):
+            reading = self.monitor.gpu or self.monitor.gpu_reading()
+            gpu_finding = gpu.gpu_finding(reading, moment="crash", tree_pids=set(by_pid),
+                                          host_idle=None)
+            if gpu_finding is not None:
+                found.append(gpu_finding)
+        found = merge_findings(found, snapshot_findings or [])
+        return Ending(status, main_exit, views, deaths, found,
+                      crash_dumps={pid: dumps[pid][2] for pid in dumps}, observed=observed)
+
+    def _role(self, pid: int, infos: dict[int, dict]) -> str:
+        info = infos.get(pid, {})
+        if info.get("forked_from"):
+            return f"worker forked from pid {info['forked_from']}"
+        proc = self.monitor.known(pid)
+        parent = info.get("ppid") or (proc.ppid if proc else None)
+        return f"worker of pid {parent}" if parent else "worker"
+
+    def _death(self, pid: int, number: int | None, role: str, exit_: Exit | None,
+               dumps: dict, events: list[KernelEvent], by_pid: dict[int, ProcView]) -> Death:
+        fatal, threads, _text = dumps.get(pid, ("", [], ""))
+        for thread in threads:
+            annotate(thread.frames)
+        view = by_pid.get(pid)
+        proc = self.monitor.known(pid)
+        # Files the kernel log may name: libraries seen mapped, and the executable (read
+        # when the process appeared, or found from its command line).
+        candidates = set(self.mapped)
+        if proc is not None:
+            candidates.add(proc.exe)
+            if proc.cmdline:
+                candidates.add(shutil.which(proc.cmdline[0]) or "")
+        if pid == self.main_pid and self.command:
+            candidates.add(shutil.which(self.command[0]) or "")
+        mapped = sorted(os.path.realpath(p) for p in candidates if p)
+        mine = [e for e in events if e.pid == pid]
+        death = Death(pid=pid, signal=number, role=role,
+                      command=view.command if view else (proc.name if proc else "?"),
+                      exit=exit_, fatal=fatal, threads=threads, kernel=mine,
+                      peak_rss=proc.peak_rss if proc else 0, mapped=mapped)
+        _read_kernel_library(death)
+        return death
+
+
+def _read_kernel_library(death: Death) -> None:
+    """The library the kernel log names as holding the faulting instruction: its full path,
+    its package, and the instruction's bytes when the log did not print them."""
+    for event in death.kernel:
+        if not event.library or event.kind == "oom-kill":
+            continue
+        path = next((p for p in death.mapped if os.path.basename(p) == event.library), "")
+        death.kernel_library = path or event.library
+        death.kernel_library_package = package_of(death.kernel_library)
+        if event.kind == "invalid opcode" and not event.code and path and \
+                event.file_offset is not None:
+            event.code = isa.read_code(path, event.file_offset)
+        return
