@@ -36,15 +36,21 @@ def test_a_test_stuck_in_c_holding_the_gil_is_failed_with_its_stacks(run_pytest,
     out = result.stdout.str()
     assert seconds < 20, f"the 30 s spin was not cut short: {seconds:.1f} s"
     assert "no result within 2 s (--numdoctor-hang-timeout); stopped during call" in out
-    assert "ran in: a forked subprocess" in out
-    # faulthandler's dump, taken while the C call still held the GIL, names the test and line
-    assert re.search(rf'File ".*test_stuck\.py", line {line} in test_stuck_in_c', out), out
-    if find_py_spy():
-        assert "Python and native stacks (py-spy dump --native)" in out
-        assert "[holds the GIL]" in out
-    else:
-        assert "py-spy is not installed" in out
+    assert "ran in: a forked pytest worker" in out
+    # The C loop keeps a CPU busy: spinning, and the busy thread is at the test's line.
+    assert re.search(rf"ERROR HANG002 .*spins at", out), out
+    assert re.search(rf"busy thread \d+: .*test_stuck_in_c \(test_stuck\.py:{line}\)", out), out
+    # The stacks, taken while the C call still held the GIL, name the test and its line once,
+    # with the native frames of the C library, and none of pytest's own frames.
+    assert len(re.findall(rf'File ".*test_stuck\.py", line {line}, in test_stuck_in_c',
+                          out)) == 1, out
+    assert find_py_spy(), "py-spy is a dependency of numdoctor"
+    assert re.search(r"Stacks of pid \d+ \(py-spy\)", out), out
+    assert "[holds the GIL]" in out
+    assert "_pytest" not in out.split("Stacks of pid", 1)[1].split("numdoctor ---", 1)[0]
     assert "FAILED test_stuck.py::test_stuck_in_c - no result within 2 s" in out
+    # the session went on, in a new worker
+    assert "the worker was replaced 1 time(s)" in out
 
 
 @pytest.mark.slow
@@ -93,6 +99,6 @@ def test_a_hanging_test_leaves_no_process_behind(run_pytest, pytester):
     assert killed, out
     assert f"{pids['sleep']} (sleep 300)" in killed.group(1)
     assert f"{pids['daemon']} (" in killed.group(1)
-    assert "(the test's process)" in killed.group(1)
+    assert "(the test's worker)" in killed.group(1)
     assert re.search(rf"killed 1 process\(es\) test_leaks.py::test_passes_but_leaves_a_child "
                      rf"left running: {pids['leftover']} \(sleep 300\)", out), out

@@ -23,6 +23,7 @@ import json
 import pytest
 
 MARKER = "numdoctor_isolate"
+CONTROLLER = "numdoctor-controller"
 START_METHODS = ("auto", "fork", "spawn")
 
 
@@ -58,8 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "spawn a fresh interpreter (slow; needs no fork-safe state). 'auto' (default) "
              "forks unless a GNU OpenMP pool runs in the pytest process, where a forked "
              "child would deadlock (FORK001).")
-    # Plumbing between the pytest process and the fresh interpreter it spawns for one test.
-    group.addoption("--numdoctor-child", default=None, help=argparse.SUPPRESS)
+    # Plumbing between the pytest process and a fresh interpreter it spawns as a worker.
+    group.addoption("--numdoctor-worker", default=None, help=argparse.SUPPRESS)
 
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml & co. read their options (spawned child)
@@ -69,12 +70,12 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(hang_timeout=None): run this test in a subprocess, so that a crash fails "
         "only this test with a crash report; hang_timeout=S also fails it with the stacks of "
         "all threads when it gives no result within S seconds (numdoctor).")
-    child = config.getoption("numdoctor_child")
-    if child:
-        from numdoctor.pytest_plugin._child import SpawnedChild
+    spec = config.getoption("numdoctor_worker")
+    if spec:
+        from numdoctor.pytest_plugin._serve import SpawnedWorker
 
-        config.pluginmanager.register(SpawnedChild(config, json.loads(child)),
-                                      "numdoctor-spawned-child")
+        config.pluginmanager.register(SpawnedWorker(config, json.loads(spec)),
+                                      "numdoctor-spawned-worker")
         return  # everything else is the business of the pytest process that spawned us
     if config.getoption("numdoctor"):
         from numdoctor.pytest_plugin._environment import EnvironmentSummary
@@ -87,12 +88,12 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the isolation runner only when a collected test carries the marker."""
-    if config.getoption("numdoctor_child"):
+    if config.getoption("numdoctor_worker"):
         return
     marked = [item for item in items if item.get_closest_marker(MARKER) is not None]
     for item in marked:
         _check_marker(item)
-    if marked and not config.pluginmanager.has_plugin("numdoctor-isolation"):
+    if marked and not config.pluginmanager.has_plugin(CONTROLLER):
         _register_runner(config)
 
 
@@ -113,6 +114,6 @@ def _check_marker(item: pytest.Item) -> None:
 
 
 def _register_runner(config: pytest.Config) -> None:
-    from numdoctor.pytest_plugin._parent import IsolationRunner
+    from numdoctor.pytest_plugin._controller import Controller
 
-    config.pluginmanager.register(IsolationRunner(config), "numdoctor-isolation")
+    config.pluginmanager.register(Controller(config), CONTROLLER)

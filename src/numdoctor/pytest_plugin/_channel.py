@@ -1,4 +1,4 @@
-"""Messages from a test's subprocess to the pytest process: length-prefixed pickles on a pipe.
+"""Messages between the pytest process and a test worker: length-prefixed pickles on pipes.
 
 Both ends are processes of the same pytest run, so pickle is a safe and complete format: it
 keeps the tuples of serialised reports as tuples, and whatever a plugin attached to a report.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import select
 import struct
 from typing import Any
 
@@ -26,7 +27,7 @@ def _dumps(message: dict[str, Any]) -> bytes:
 
 
 class Sender:
-    """The child's end."""
+    """The writing end."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -40,7 +41,7 @@ class Sender:
 
 
 class Receiver:
-    """The parent's end: feed it what the pipe gave, get back the complete messages."""
+    """The reading end: feed it what the pipe gave, get back the complete messages."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -59,5 +60,25 @@ class Receiver:
 
     @property
     def partial(self) -> bool:
-        """A message was cut off: the child died while sending it."""
+        """A message was cut off: the sender died while sending it."""
         return bool(self._buffer)
+
+
+class Inbox:
+    """A blocking reader of one message at a time (the worker's side of the commands)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.receiver = Receiver()
+        self.pending: list[dict[str, Any]] = []
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next message; None at end of file (the pytest process is gone) or timeout."""
+        while not self.pending:
+            if timeout is not None and not select.select([self.fd], [], [], timeout)[0]:
+                return None
+            data = os.read(self.fd, 1 << 16)
+            if not data:
+                return None
+            self.pending.extend(self.receiver.feed(data))
+        return self.pending.pop(0)

@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from numdoctor.core import isa, tree
@@ -31,7 +32,7 @@ from numdoctor.core.monitor import Monitor
 from numdoctor.core.procfs import alive, command_line
 from numdoctor.core.rundir import RunDir
 from numdoctor.core.stacks.ladder import Dumper, Target
-from numdoctor.core.stacks.model import ProcessStacks
+from numdoctor.core.stacks.model import Frame, ProcessStacks
 from numdoctor.core.stacks.pyspy import PTRACE_FIX
 from numdoctor.core.status import Exit, Status, from_wait_status, status_of
 from numdoctor.findings import Finding, merge_findings
@@ -71,10 +72,13 @@ class Watch:
     def __init__(self, main_pid: int, run_dir: RunDir, *, started: float,
                  subreaper: bool, command: list[str] | None = None,
                  helpers: set[int] | None = None, main_role: str = "main",
-                 kernel: KernelLog | None = None) -> None:
+                 kernel: KernelLog | None = None,
+                 hide: Callable[[Frame], bool] | None = None) -> None:
         """`subreaper`: this process adopted the tree's orphans (`numdoctor run`): the tree is
         every descendant of ours. Otherwise the tree is `main_pid` and its descendants (a
-        pytest worker is the subreaper of its own tests)."""
+        pytest worker is the subreaper of its own tests). `hide`: frames that say nothing
+        about the program (the pytest machinery around a test), left out of stacks and
+        diagnoses alike."""
         self.main_pid = main_pid
         self.run_dir = run_dir
         self.started = started
@@ -86,6 +90,7 @@ class Watch:
                                exclude=lambda: self.helpers)
         self.monitor.track(main_pid)
         self.kernel = kernel
+        self.hide = hide
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
         self.mapped: set[str] = set()  # libraries seen mapped, for the kernel log's names
@@ -162,6 +167,8 @@ class Watch:
                              faulthandler_wait=0.5 if quick else 1.0)
         for process in stacks.values():
             for thread in process.threads:
+                if self.hide is not None:
+                    thread.frames = _without(thread.frames, self.hide)
                 annotate(thread.frames)
         self.timings["dump"] = time.monotonic() - started
         self.timings.update({f"dump_{k}": v for k, v in dumper.seconds.items()})
@@ -315,6 +322,8 @@ class Watch:
                dumps: dict, events: list[KernelEvent], by_pid: dict[int, ProcView]) -> Death:
         fatal, threads, _text = dumps.get(pid, ("", [], ""))
         for thread in threads:
+            if self.hide is not None:
+                thread.frames = _without(thread.frames, self.hide)
             annotate(thread.frames)
         view = by_pid.get(pid)
         proc = self.monitor.known(pid)
@@ -335,6 +344,19 @@ class Watch:
                       peak_rss=proc.peak_rss if proc else 0, mapped=mapped)
         _read_kernel_library(death)
         return death
+
+
+def _without(frames: list[Frame], hide: Callable[[Frame], bool]) -> list[Frame]:
+    """`frames` without the hidden ones, and without the native frames below the outermost
+    kept Python frame once hidden Python frames were dropped there (the interpreter's own
+    entry, which says nothing)."""
+    kept = [f for f in frames if not hide(f)]
+    if len(kept) == len(frames):
+        return kept
+    last_python = max((i for i, f in enumerate(kept) if f.kind == "python"), default=-1)
+    if last_python >= 0 and any(hide(f) for f in frames if f.kind == "python"):
+        kept = kept[:last_python + 1]
+    return kept
 
 
 def _read_kernel_library(death: Death) -> None:

@@ -65,6 +65,9 @@ def parse_py_spy(data: Any, source: str = "py-spy") -> list[ThreadStack]:
             if module:  # a native frame: `module` is the library
                 name = frame.get("name", "")
                 frames.append(Frame("native", "" if name in ("???", "??") else name, module))
+            elif str(frame.get("name", "")).startswith("0x") and \
+                    not str(frame.get("filename") or "").endswith(".py"):
+                continue  # an address the unwinder could not place: noise, not a frame
             else:
                 line = frame.get("line")
                 frames.append(Frame("python", frame.get("name", ""), frame.get("filename", ""),

@@ -1,0 +1,509 @@
+"""The pytest process's side of a test worker: start it, hand it tests, watch it, replace it.
+
+A worker runs tests one after another, at pytest's own speed; the pytest process logs each
+report as it arrives and waits for the test with a deadline. When the deadline passes (the
+test hangs, GIL held or not) or the worker dies (a crash), the supervision core dumps every
+thread of the worker's tree, diagnoses it like `numdoctor run` does, kills the tree, and the
+test fails in the phase that was running; the next test gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import os
+import pickle
+import selectors
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from numdoctor.core.kmsg import KernelLog
+from numdoctor.core.rundir import RunDir
+from numdoctor.core.status import Status, from_wait_status
+from numdoctor.pytest_plugin._channel import Receiver, Sender
+from numdoctor.pytest_plugin._reports import is_harness
+from numdoctor.supervise.watch import Ending, Incident, Watch
+
+# Seconds a worker may take to be ready: a fork starts in milliseconds (unless fork-unsafe
+# state deadlocks it); a fresh interpreter imports and collects the whole session first.
+STARTUP_LIMIT = {"fork": 60.0, "spawn": 300.0}
+# Seconds a worker may take to stop (tear down the fixtures still set up) when asked to.
+STOP_LIMIT = 60.0
+# How often a running test's tree is sampled once it has run for a second: the CPU history
+# decides, at a deadline, between "hung" (idle) and "spinning" (busy).
+SAMPLE_EVERY = 1.0
+
+
+@dataclass
+class TestRun:
+    """One test in a worker, from the command to its last report (or its end)."""
+
+    item: pytest.Item
+    timeout: float | None
+    timeout_source: str
+    started: float = 0.0  # monotonic, when the worker began the test
+    reports: list[pytest.TestReport] = field(default_factory=list)
+    done: bool = False
+    verdict: Status | None = None  # HANG, SPINNING, CRASH... when the test did not finish
+    phase: str = ""  # the phase that was running when the verdict was reached
+    incident: Incident | None = None
+    ending: Ending | None = None
+    killed: list[tuple[int, str]] = field(default_factory=list)
+    leftovers: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exit_request: tuple[str, int | None] | None = None
+    captured: dict[str, str] = field(default_factory=dict)  # of the unfinished phase
+    partial_message: bool = False  # the worker died while sending a report
+
+
+class Worker:
+    """One worker process. `run()` hands it a test; `stop()` ends it cleanly."""
+
+    def __init__(self, controller: Any, method: str, why: str, serial: int) -> None:
+        self.controller = controller
+        self.config: pytest.Config = controller.config
+        self.run_dir: RunDir = controller.run_dir
+        self.method = method
+        self.why = why  # why a fresh interpreter rather than a fork
+        self.serial = serial
+        self.pid = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.commands: Sender | None = None
+        self.commands_fd = -1
+        self.messages_fd = -1
+        self.receiver = Receiver()
+        self.pidfd: int | None = None
+        self.wait_status: int | None = None
+        self.ready = False
+        self.tests = 0
+        self.log_path = ""
+        self.capture_fds: dict[str, int] = {}
+        self.watch: Watch | None = None
+        self.stopped_leftovers: list[tuple[int, str]] = []
+        self._current: TestRun | None = None
+
+    # -- start -------------------------------------------------------------------------------
+    def start(self) -> None:
+        commands_read, commands_write = os.pipe()
+        messages_read, messages_write = os.pipe()
+        if self.method == "fork":
+            try:
+                self._fork(commands_read, messages_write, (commands_write, messages_read))
+            except OSError as exc:  # EAGAIN/ENOMEM: a fresh interpreter may still fit
+                self.method, self.why = "spawn", f"fork() failed: {exc}"
+        if self.method == "spawn":
+            self._spawn(commands_read, messages_write)
+        os.close(commands_read)
+        os.close(messages_write)
+        self.commands_fd, self.messages_fd = commands_write, messages_read
+        self.commands = Sender(commands_write)
+        with contextlib.suppress(AttributeError, OSError):
+            self.pidfd = os.pidfd_open(self.pid)
+        self.watch = Watch(self.pid, self.run_dir, started=time.monotonic(), subreaper=False,
+                           main_role="pytest worker", kernel=self.controller.kernel(),
+                           hide=lambda frame: frame.kind == "python" and is_harness(frame.file))
+
+    def _fork(self, commands_read: int, messages_write: int,
+              ours: tuple[int, int]) -> None:
+        from numdoctor.pytest_plugin._serve import forked_worker
+
+        self._flush_terminal()
+        # Objects the child inherits are shared copy-on-write until written; a garbage
+        # collection in the child would write to (and copy) every one of them. Frozen, the
+        # collector leaves them alone: the tests run several times faster.
+        gc.freeze()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() in a threaded process; the pool threads that
+            # make that dangerous are what the controller checked.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                pid = os.fork()
+            except BaseException:
+                gc.unfreeze()
+                raise
+        if pid == 0:  # the worker: never returns
+            for fd in ours:
+                os.close(fd)
+            forked_worker(self.controller.session, commands_read, messages_write,
+                          self.run_dir)
+        gc.unfreeze()
+        self.pid = pid
+
+    def _spawn(self, commands_read: int, messages_write: int) -> None:
+        import json
+
+        spec = {"commands": commands_read, "messages": messages_write,
+                "run_dir": self.run_dir.path, "dump_signal": self.run_dir.dump_signal}
+        self.log_path = os.path.join(self.run_dir.path, f"worker-{self.serial}.log")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.controller.spawn_command(json.dumps(spec), self.serial),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(commands_read, messages_write),
+                cwd=str(self.config.invocation_params.dir), start_new_session=True)
+        self.pid = self.process.pid
+
+    def _flush_terminal(self) -> None:
+        # Whatever sits in our buffers would be written a second time by the child.
+        with contextlib.suppress(Exception):
+            self.config.get_terminal_writer().flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+    @property
+    def alive(self) -> bool:
+        return self.pid != 0 and self.wait_status is None
+
+    # -- run one test ------------------------------------------------------------------------
+    def run(self, run: TestRun, index: int, nextitem: pytest.Item | None, *,
+            one_shot: bool) -> TestRun:
+        assert self.commands is not None and self.watch is not None
+        self._current = run
+        self.tests += 1
+        items = self.controller.session.items
+        command: dict[str, Any] = {
+            "type": "run", "index": index, "nodeid": run.item.nodeid,
+            "next_index": index + 1 if nextitem is not None else None,
+            "next_nodeid": nextitem.nodeid if nextitem is not None else None,
+            "capture": self.method == "spawn" and not self.capture_fds,
+            "forget_parent_fixtures": one_shot and self.method == "fork",
+        }
+        if nextitem is not None and not (index + 1 < len(items) and items[index + 1] is nextitem):
+            command["next_index"] = -1
+        try:
+            self.commands.send(command)
+        except OSError:
+            pass  # the worker is gone: the wait below finds out how
+        limit = STARTUP_LIMIT[self.method] if not self.ready else run.timeout
+        self._wait(run, first_limit=limit)
+        self._current = None
+        return run
+
+    def _wait(self, run: TestRun, first_limit: float | None) -> None:
+        assert self.watch is not None
+        sent = time.monotonic()
+        deadline = None if first_limit is None else sent + first_limit
+        # A test that ends within the first quarter of its timeout (most do, by far) costs
+        # no sample; one that lasts is sampled often enough to tell idle from busy.
+        every = SAMPLE_EVERY if run.timeout is None else min(SAMPLE_EVERY, run.timeout / 4)
+        next_sample = sent + every
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.messages_fd, selectors.EVENT_READ, "messages")
+            if self.pidfd is not None:
+                selector.register(self.pidfd, selectors.EVENT_READ, "exit")
+            while not run.done and run.verdict is None:
+                now = time.monotonic()
+                if run.started:
+                    deadline = None if run.timeout is None else run.started + run.timeout
+                wait = next_sample - now
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                if self.pidfd is None:  # no pidfd (old kernel): poll for the exit
+                    wait = min(wait, 0.02)
+                for key, _ in selector.select(max(0.0, wait)):
+                    if key.data == "messages" and not self._read(run):
+                        selector.unregister(self.messages_fd)  # every writer is gone
+                if run.done or run.verdict is not None:
+                    break
+                status = self.watch.reap()
+                if status is not None:
+                    self.wait_status = status
+                    self._drain(run)
+                    if not run.done:
+                        self._crashed(run)
+                    break
+                now = time.monotonic()
+                if now >= next_sample:
+                    self.watch.monitor.sample(now)
+                    next_sample = now + every
+                if deadline is not None and now >= deadline:
+                    self._hung(run, starting=not run.started)
+                    break
+
+    def _read(self, run: TestRun) -> bool:
+        """Read what the pipe holds; False at end of file."""
+        try:
+            data = os.read(self.messages_fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        for message in self.receiver.feed(data):
+            self._handle(run, message)
+            if run.verdict is not None:
+                break
+        return True
+
+    def _drain(self, run: TestRun | None) -> None:
+        """After the exit: what the worker sent last (a grandchild may keep the pipe open,
+        so read until it is empty, not until end of file)."""
+        if self.messages_fd < 0:
+            return
+        flags = fcntl.fcntl(self.messages_fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.messages_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        while True:
+            try:
+                data = os.read(self.messages_fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            for message in self.receiver.feed(data):
+                if run is not None:
+                    self._handle(run, message)
+                else:
+                    self._handle_idle(message)
+
+    def _handle(self, run: TestRun, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "ready":
+            self.ready = True
+        elif kind == "start":
+            run.started = time.monotonic()
+            self._open_capture(message.get("capture") or {})
+        elif kind == "report":
+            report = self.config.hook.pytest_report_from_serializable(
+                config=self.config, data=message["data"])
+            self.controller.log_report(run, self, report)
+            if message.get("ack"):
+                session = self.controller.session
+                self._send({"type": "ack", "shouldfail": session.shouldfail,
+                            "shouldstop": session.shouldstop})
+        elif kind == "done":
+            run.done = True
+            run.leftovers = [tuple(x) for x in message.get("leftovers", [])]  # type: ignore
+        elif kind == "warning":
+            self.controller.record_warning(run.item, message["warning"])
+        elif kind == "exit":
+            run.exit_request = (message["reason"], message.get("returncode"))
+        elif kind == "interrupted":
+            run.errors.append("the test was interrupted (KeyboardInterrupt)")
+        elif kind in ("internal-error", "collect-error", "not-run"):
+            run.errors.append(message.get("text", ""))
+            if kind == "not-run":
+                run.done = True
+        else:
+            self._handle_idle(message)
+
+    def _handle_idle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "ready":
+            self.ready = True
+        elif kind == "stopped":
+            self.stopped_leftovers = [tuple(x) for x in message.get("leftovers", [])]  # type: ignore
+        elif kind in ("internal-error", "collect-error"):
+            self.controller.worker_errors.append(message.get("text", ""))
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.commands is not None:
+            with contextlib.suppress(OSError):
+                self.commands.send(message)
+
+    def _open_capture(self, fds: dict[str, int]) -> None:
+        """Spawned worker: hold its capture files open, so they outlive a crash."""
+        if not fds:
+            return
+        for name, fd in fds.items():
+            with contextlib.suppress(OSError):
+                self.capture_fds[name] = os.open(f"/proc/{self.pid}/fd/{fd}", os.O_RDONLY)
+        self._send({"type": "capture-held"})
+
+    # -- when a test does not finish ---------------------------------------------------------
+    def phase(self, run: TestRun) -> str:
+        """The phase that was running: the one after the last report received."""
+        if not run.reports:
+            return "setup"
+        last = run.reports[-1]
+        if last.when == "setup":
+            setup_only = self.config.getoption("setuponly", False)
+            return "call" if last.passed and not setup_only else "teardown"
+        return "teardown"
+
+    def _hung(self, run: TestRun, *, starting: bool) -> None:
+        """The deadline passed: judge, dump and kill the whole tree. The verdict and the phase
+        are fixed now: a dump may wake the test (a signal cuts a sleep short), and what it
+        reports afterwards must not turn a hang into a pass."""
+        assert self.watch is not None
+        run.phase = self.phase(run)
+        detected = time.monotonic()
+        window = min(10.0, run.timeout or 10.0)
+        self.watch.monitor.sample(detected)
+        idle = self.watch.monitor.idle_since(detected - window)
+        run.verdict = Status.SPINNING if idle is False else Status.HANG
+        elapsed = detected - (run.started or detected)
+        run.captured = self.captured()
+        try:
+            run.incident = self.watch.incident(run.verdict, window=window, silent_for=elapsed,
+                                               elapsed=elapsed, timeout=None,
+                                               messages=self._message_findings(run))
+        except Exception as exc:  # never let a failed dump keep the test running
+            run.errors.append(f"the stack dump failed: {type(exc).__name__}: {exc}")
+        self._kill(run)
+        if starting:
+            run.errors.append(f"the worker did not start the test within "
+                              f"{STARTUP_LIMIT[self.method]:g} s")
+
+    def _crashed(self, run: TestRun) -> None:
+        assert self.watch is not None and self.wait_status is not None
+        run.phase = self.phase(run)
+        run.verdict = Status.CRASH
+        run.partial_message = self.receiver.partial
+        run.captured = self.captured()
+        hits = self._hits(run)
+        run.ending = self.watch.ending(self.wait_status, hits=hits,
+                                       messages=self._message_findings(run, hits))
+        if run.ending.status not in (Status.CRASH, Status.OOM, Status.SIGNAL):
+            run.verdict = run.ending.status
+        self._kill(run)  # what the worker started may outlive it
+
+    def _hits(self, run: TestRun) -> dict[str, list[Any]]:
+        from numdoctor.rules.messages import MessageScanner
+
+        scanner = MessageScanner()
+        text = "\n".join([*run.captured.values(), self.log_text()])
+        scanner.feed(text.encode("utf-8", "replace"))
+        scanner.finish()
+        return scanner.hits
+
+    def _message_findings(self, run: TestRun,
+                          hits: dict[str, list[Any]] | None = None) -> list[Any]:
+        from numdoctor.rules.messages import findings as message_findings
+
+        assert self.watch is not None
+        return message_findings(hits if hits is not None else self._hits(run),
+                                self.watch.message_context())
+
+    def _kill(self, run: TestRun) -> None:
+        assert self.watch is not None
+        killed = self.watch.kill()
+        run.killed = [(pid, killed.commands.get(pid, "?")) for pid in killed.killed]
+        if self.pid in killed.statuses:
+            self.wait_status = killed.statuses[self.pid]
+        elif self.wait_status is None:
+            self._reap(block=True)
+        self._close()
+
+    def captured(self) -> dict[str, str]:
+        """What the test wrote in the phase that did not finish (fd-level capture only)."""
+        found: dict[str, str] = {}
+        if self.method == "fork":
+            capman = self.config.pluginmanager.getplugin("capturemanager")
+            with contextlib.suppress(Exception):
+                out, err = capman.read_global_capture()
+                found = {"stdout": out, "stderr": err}
+        else:
+            for name, fd in self.capture_fds.items():
+                with contextlib.suppress(OSError):
+                    size = os.fstat(fd).st_size
+                    found[name] = os.pread(fd, size, 0).decode("utf-8", "replace")
+        return {name: text for name, text in found.items() if text}
+
+    def log_text(self) -> str:
+        if not self.log_path:
+            return ""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    # -- end ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the worker to tear down what is still set up and exit; kill it if it does not."""
+        if not self.alive:
+            self._close()
+            return
+        self._send({"type": "stop"})
+        deadline = time.monotonic() + STOP_LIMIT
+        while time.monotonic() < deadline:
+            self._reap(block=False)
+            if self.wait_status is not None:
+                break
+            if self.pidfd is not None:
+                selectors_wait(self.pidfd, 0.1)
+            else:
+                time.sleep(0.02)
+        self._drain(None)
+        if self.wait_status is None:
+            assert self.watch is not None
+            killed = self.watch.kill()
+            self.stopped_leftovers += [(pid, killed.commands.get(pid, "?"))
+                                       for pid in killed.killed if pid != self.pid]
+            self._reap(block=True)
+        self._close()
+
+    def kill(self) -> None:
+        """End the worker at once (the session is being interrupted)."""
+        if self.alive and self.watch is not None:
+            self.watch.kill()
+            self._reap(block=True)
+        self._close()
+
+    def _reap(self, *, block: bool) -> None:
+        if self.wait_status is not None or not self.pid:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return
+        self.wait_status = status
+        if self.process is not None:  # we reaped it: tell Popen, or it warns at exit
+            self.process.returncode = from_wait_status(status).code
+
+    def _close(self) -> None:
+        for fd in (self.commands_fd, self.messages_fd, self.pidfd,
+                   *self.capture_fds.values()):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.commands_fd = self.messages_fd = -1
+        self.pidfd = None
+        self.capture_fds = {}
+        self.commands = None
+
+    def where(self) -> str:
+        if self.method == "fork":
+            return f"a forked pytest worker (pid {self.pid})"
+        return f"a fresh pytest interpreter (pid {self.pid}), not a fork: {self.why}"
+
+
+def selectors_wait(fd: int, timeout: float) -> None:
+    import select
+
+    select.select([fd], [], [], timeout)
+
+
+def unpickled_warning(data: dict[str, Any]) -> warnings.WarningMessage:
+    def load(blob: bytes | None) -> Any:
+        try:
+            return pickle.loads(blob) if blob else None
+        except Exception:
+            return None
+
+    message = load(data.get("message"))
+    category = load(data.get("category"))
+    if not (isinstance(category, type) and issubclass(category, Warning)):
+        category = UserWarning
+    if not isinstance(message, Warning):
+        try:
+            message = category(data.get("text", ""))
+        except Exception:
+            category, message = UserWarning, UserWarning(data.get("text", ""))
+    return warnings.WarningMessage(message, category, data.get("filename", ""),
+                                   data.get("lineno", 0), None, data.get("line"))
+
+
+def open_kernel_log() -> KernelLog:
+    return KernelLog()
