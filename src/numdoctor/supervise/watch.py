@@ -181,6 +181,9 @@ class Watch:
             return
         reasons = sorted({n for s in stacks.values() for n in s.notes
                           if "native" in n or "gdb" in n or "py-spy" in n})
+        for process in stacks.values():  # said once, for the whole report
+            process.notes = [n for n in process.notes if n not in reasons]
+        reasons = [r.removeprefix("native frames unavailable: ") for r in reasons]
         denied = any("ptrace was denied" in n for n in reasons)
         self.notes.append("native stacks were not available"
                           + (": " + "; ".join(reasons) if reasons else "")

@@ -95,10 +95,13 @@ def ptrace_denied(stderr: str) -> bool:
 def _error_line(stderr: str) -> str:
     """The line that says what went wrong (py-spy may end with a backtrace's last frame)."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    chosen = lines[-1] if lines else "no output"
     for line in lines:
         if line.lower().startswith(("error", "pystack.errors")) or "error:" in line.lower():
-            return line
-    return lines[-1] if lines else "no output"
+            chosen = line
+            break
+    # py-spy's own advice (sudo) does not apply to a tool started by numdoctor.
+    return chosen.split(": Try running again", 1)[0]
 
 
 def why_tool_failed(tool: str, stderr: str) -> str:
