@@ -21,14 +21,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from numdoctor.core.kmsg import KernelLog
 from numdoctor.core.rundir import RunDir
 from numdoctor.core.status import Status
-from numdoctor.findings import Finding
 from numdoctor.pytest_plugin import MARKER
 from numdoctor.pytest_plugin._reports import (
     crash_text,
@@ -38,6 +36,10 @@ from numdoctor.pytest_plugin._reports import (
     tail,
 )
 from numdoctor.pytest_plugin._workers import TestRun, Worker, unpickled_warning
+
+if TYPE_CHECKING:
+    from numdoctor.core.kmsg import KernelLog
+    from numdoctor.findings import Finding
 
 
 class Controller:
@@ -50,7 +52,7 @@ class Controller:
         self.start_method: str = config.getoption("numdoctor_start_method")
         self.run_dir = _run_dir()
         self.session: pytest.Session | None = None
-        self.fork_hazard: Finding | None = None
+        self.fork_hazard: Finding | None = None  # a FORK001 finding
         self._threads_without_hazard: frozenset[str] | None = None
         self._kernel: KernelLog | None = None
         self.shared: Worker | None = None  # the worker that runs test after test
@@ -68,6 +70,8 @@ class Controller:
 
     def kernel(self) -> KernelLog:
         if self._kernel is None:
+            from numdoctor.core.kmsg import KernelLog
+
             self._kernel = KernelLog()
         return self._kernel
 
@@ -142,7 +146,12 @@ class Controller:
             if self.shared is None or not self.shared.alive:
                 self.shared = self._new_worker()
             worker = self.shared
-            self._run(worker, run, index, nextitem, one_shot=False)
+            ahead = None
+            if nextitem is not None and self.settings(nextitem)[0] == "shared":
+                after = item.session.items
+                following = after[index + 2] if 0 <= index and index + 2 < len(after) else None
+                ahead = (index + 1, nextitem, following)
+            self._run(worker, run, index, nextitem, one_shot=False, ahead=ahead)
             if not worker.alive:
                 self.shared = None
                 if run.verdict is not None:
@@ -169,8 +178,9 @@ class Controller:
         return -1
 
     def _run(self, worker: Worker, run: TestRun, index: int, nextitem: pytest.Item | None,
-             *, one_shot: bool) -> None:
-        worker.run(run, index, nextitem, one_shot=one_shot)
+             *, one_shot: bool,
+             ahead: tuple[int, pytest.Item, pytest.Item | None] | None = None) -> None:
+        worker.run(run, index, nextitem, one_shot=one_shot, ahead=ahead)
         self._conclude(worker, run)
 
     def log_report(self, run: TestRun, worker: Worker, report: pytest.TestReport) -> None:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Literal
 import pytest
 
 from numdoctor.findings import Finding, sort_findings
-from numdoctor.supervise.report import format_stacks
 
 if TYPE_CHECKING:
     from numdoctor.pytest_plugin._workers import TestRun, Worker
@@ -101,6 +100,8 @@ def is_harness(path: str) -> bool:
 
 
 def hang_text(run: TestRun, worker: Worker, message: str, shown_log: str) -> str:
+    from numdoctor.supervise.report import format_stacks
+
     lines = [f"numdoctor: {message}", f"ran in: {worker.where()}", *killed_lines(run, worker)]
     if run.errors:
         lines += run.errors

@@ -94,6 +94,9 @@ class ReportStream:
         # The worker's children once the test's setup was done: what the test itself starts
         # comes after (a fixture's server is not the test's leftover).
         self.children_after_setup: set[int] | None = None
+        # What can wait for the test's end and go with its "done" in one write: a passed
+        # teardown report (nothing comes after it that could hang) and the warnings.
+        self.held: list[dict[str, Any]] = []
 
     @classmethod
     def attach(cls, config: pytest.Config, sender: Sender, inbox: Inbox) -> ReportStream:
@@ -113,25 +116,38 @@ class ReportStream:
             return report
         if report.when == "setup":
             self.children_after_setup = children()
-        data = self.config.hook.pytest_report_to_serializable(config=self.config,
-                                                              report=report)
-        wait = report.failed and report.when != "teardown"
-        self.sender.send({"type": "report", "data": data, "ack": wait})
+        # Any failure may stop the session (-x, --maxfail, --sw): the next test, already
+        # queued here, must not run before the pytest process has counted this one.
+        wait = report.failed
+        # Both ends run the same code: the report object itself travels, pickled, and comes
+        # out identical; only one that does not pickle takes pytest's serialisation hooks.
+        message = {"type": "report", "data": report, "ack": wait}
+        if report.when == "teardown" and not wait:
+            self.held.append(message)
+            return report
+        self.sender.send(message, self._serialisable)
         if wait and self.inbox is not None:
             # The pytest process counts the failure: it may end the session, and pytest then
             # tears down every fixture in this test's teardown (nextitem=None).
-            answer = self.inbox.get()
+            answer = self.inbox.get(kind="ack")
             if answer is not None:
                 item.session.shouldfail = answer.get("shouldfail") or False
                 item.session.shouldstop = answer.get("shouldstop") or False
         return report
+
+    def _serialisable(self, message: dict[str, Any]) -> dict[str, Any]:
+        if message.get("type") != "report" or self.config is None:
+            return message
+        data = self.config.hook.pytest_report_to_serializable(config=self.config,
+                                                              report=message["data"])
+        return {**message, "data": data}
 
     def pytest_warning_recorded(self, warning_message: warnings.WarningMessage, when: str,
                                 nodeid: str) -> None:
         # The hook is historic: registering replays earlier warnings, which are not ours.
         if self.sender is None or when != "runtest" or nodeid != self.nodeid:
             return
-        self.sender.send({"type": "warning", "nodeid": nodeid, "warning": {
+        self.held.append({"type": "warning", "nodeid": nodeid, "warning": {
             "message": _pickled(warning_message.message), "text": str(warning_message.message),
             "category": _pickled(warning_message.category), "filename": warning_message.filename,
             "lineno": warning_message.lineno, "line": warning_message.line}})
@@ -168,29 +184,36 @@ class Server:
 
         self.sender.send({"type": "ready", "pid": os.getpid()})
         last: pytest.Item | None = None
+        stopping = False
         while True:
             command = self.inbox.get()
             if command is None or command["type"] == "stop":
                 break
+            if command["type"] != "run":
+                continue
+            if stopping or (last is not None and (last.session.shouldfail or
+                                                  last.session.shouldstop)):
+                # The session ends: a test queued ahead is not run.
+                self.sender.send({"type": "skipped", "nodeid": command["nodeid"]})
+                continue
             item = self.find(command["index"], command["nodeid"])
             nextitem = None
             if command.get("next_nodeid"):
                 nextitem = self.find(command["next_index"], command["next_nodeid"])
             if item is None:
-                self.sender.send({"type": "not-run", "text": (
+                self.sender.send({"type": "not-run", "nodeid": command["nodeid"], "text": (
                     f"{command['nodeid']} was not found when the session was collected again "
                     "in a fresh interpreter (parametrize ids that change between runs cannot "
                     "run this way)")})
                 continue
             self.stream.nodeid = item.nodeid
-            start: dict[str, Any] = {"type": "start", "nodeid": item.nodeid}
             if command.get("capture"):
-                start["capture"] = capture_files(self.config)
-            self.sender.send(start)
-            if start.get("capture"):
-                # Wait until the pytest process holds the capture files open: then nothing the
-                # test prints is lost, however early it crashes.
-                self.inbox.get(timeout=30.0)
+                files = capture_files(self.config)
+                self.sender.send({"type": "capture", "nodeid": item.nodeid, "capture": files})
+                if files:
+                    # Wait until the pytest process holds the capture files open: then
+                    # nothing the test prints is lost, however early it crashes.
+                    self.inbox.get(timeout=30.0, kind="capture-held")
             if command.get("forget_parent_fixtures"):
                 forget_parent_finalizers(item.session)
             try:
@@ -200,13 +223,17 @@ class Server:
                                              item=item):
                     runtestprotocol(item, log=False, nextitem=nextitem)
             except pytest.exit.Exception as exc:
-                self.sender.send({"type": "exit", "reason": exc.msg,
+                stopping = True
+                self.sender.send({"type": "exit", "nodeid": item.nodeid, "reason": exc.msg,
                                   "returncode": exc.returncode})
             except KeyboardInterrupt:
-                self.sender.send({"type": "interrupted"})
+                stopping = True
+                self.sender.send({"type": "interrupted", "nodeid": item.nodeid})
             last = item
             leftovers = self._test_leftovers()
-            self.sender.send({"type": "done", "nodeid": item.nodeid, "leftovers": leftovers})
+            held, self.stream.held = self.stream.held, []
+            self.sender.send_many([*held, {"type": "done", "nodeid": item.nodeid,
+                                           "leftovers": leftovers}], self.stream._serialisable)
         if last is not None:
             # The session ended early (-x, an exit): what is still set up goes now.
             with contextlib.suppress(Exception):

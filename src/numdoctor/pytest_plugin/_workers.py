@@ -20,16 +20,21 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from numdoctor.core.kmsg import KernelLog
+from numdoctor.core import tree
 from numdoctor.core.rundir import RunDir
 from numdoctor.core.status import Status, from_wait_status
 from numdoctor.pytest_plugin._channel import Receiver, Sender
 from numdoctor.pytest_plugin._reports import is_harness
-from numdoctor.supervise.watch import Ending, Incident, Watch
+
+# The diagnosis machinery is imported when a test first needs it (one that lasts, hangs or
+# crashes): a suite that never does pays nothing for it. (In a session without bytecode
+# caches, pytest rewrites the asserts of every module of a plugin's package on import.)
+if TYPE_CHECKING:
+    from numdoctor.supervise.watch import Ending, Incident, Watch
 
 # Seconds a worker may take to be ready: a fork starts in milliseconds (unless fork-unsafe
 # state deadlocks it); a fresh interpreter imports and collects the whole session first.
@@ -85,9 +90,15 @@ class Worker:
         self.tests = 0
         self.log_path = ""
         self.capture_fds: dict[str, int] = {}
-        self.watch: Watch | None = None
+        self._watch: Watch | None = None
+        self._watch_started = 0.0
         self.stopped_leftovers: list[tuple[int, str]] = []
-        self._current: TestRun | None = None
+        self.sent: set[str] = set()  # node ids queued in this worker
+        self.queue: list[str] = []  # sent and not done, in order: the first one runs
+        # When each test began: the worker starts a test when it is idle and gets it, or when
+        # it has finished the one before (its "done" arrives).
+        self.started_at: dict[str, float] = {}
+        self.pending: list[dict[str, Any]] = []  # messages about tests not yet waited for
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,9 +117,20 @@ class Worker:
         self.commands = Sender(commands_write)
         with contextlib.suppress(AttributeError, OSError):
             self.pidfd = os.pidfd_open(self.pid)
-        self.watch = Watch(self.pid, self.run_dir, started=time.monotonic(), subreaper=False,
-                           main_role="pytest worker", kernel=self.controller.kernel(),
-                           hide=lambda frame: frame.kind == "python" and is_harness(frame.file))
+        self._watch_started = time.monotonic()
+        self.controller.kernel()  # opened now: a crash's kernel record comes after
+
+    @property
+    def watch(self) -> Watch:
+        """The supervision core's view of this worker's tree, made when first needed."""
+        if self._watch is None:
+            from numdoctor.supervise.watch import Watch
+
+            self._watch = Watch(
+                self.pid, self.run_dir, started=self._watch_started, subreaper=False,
+                main_role="pytest worker", kernel=self.controller.kernel(),
+                hide=lambda frame: frame.kind == "python" and is_harness(frame.file))
+        return self._watch
 
     def _fork(self, commands_read: int, messages_write: int,
               ours: tuple[int, int]) -> None:
@@ -163,32 +185,50 @@ class Worker:
         return self.pid != 0 and self.wait_status is None
 
     # -- run one test ------------------------------------------------------------------------
-    def run(self, run: TestRun, index: int, nextitem: pytest.Item | None, *,
-            one_shot: bool) -> TestRun:
-        assert self.commands is not None and self.watch is not None
-        self._current = run
-        self.tests += 1
+    def send(self, index: int, item: pytest.Item, nextitem: pytest.Item | None, *,
+             one_shot: bool) -> None:
+        """Queue a test in the worker (it runs its queue in order)."""
         items = self.controller.session.items
+        next_index = -1
+        if nextitem is not None and index + 1 < len(items) and items[index + 1] is nextitem:
+            next_index = index + 1
         command: dict[str, Any] = {
-            "type": "run", "index": index, "nodeid": run.item.nodeid,
-            "next_index": index + 1 if nextitem is not None else None,
+            "type": "run", "index": index, "nodeid": item.nodeid,
+            "next_index": next_index,
             "next_nodeid": nextitem.nodeid if nextitem is not None else None,
-            "capture": self.method == "spawn" and not self.capture_fds,
+            "capture": self.method == "spawn" and not self.capture_fds and not self.sent,
             "forget_parent_fixtures": one_shot and self.method == "fork",
         }
-        if nextitem is not None and not (index + 1 < len(items) and items[index + 1] is nextitem):
-            command["next_index"] = -1
-        try:
-            self.commands.send(command)
-        except OSError:
-            pass  # the worker is gone: the wait below finds out how
+        self.sent.add(item.nodeid)
+        self.queue.append(item.nodeid)
+        if len(self.queue) == 1 and self.ready:
+            self.started_at[item.nodeid] = time.monotonic()  # it starts at once
+        self._send(command)
+
+    def run(self, run: TestRun, index: int, nextitem: pytest.Item | None, *,
+            one_shot: bool, ahead: tuple[int, pytest.Item, pytest.Item | None] | None = None
+            ) -> TestRun:
+        """Run one test and wait for its end. `ahead`: the test after it, queued at once so
+        that the worker runs it while this process logs this one's reports."""
+        assert self.commands is not None
+        self.tests += 1
+        if run.item.nodeid not in self.sent:
+            self.send(index, run.item, nextitem, one_shot=one_shot)
+        if ahead is not None and ahead[1].nodeid not in self.sent:
+            self.send(*ahead, one_shot=False)
         limit = STARTUP_LIMIT[self.method] if not self.ready else run.timeout
-        self._wait(run, first_limit=limit)
-        self._current = None
+        # What the worker already said about this test, while we were busy with the last.
+        pending, self.pending = self.pending, []
+        for message in pending:
+            if run.done or run.verdict is not None:
+                self.pending.append(message)
+            else:
+                self._route(run, message)
+        if not run.done and run.verdict is None:
+            self._wait(run, first_limit=limit)
         return run
 
     def _wait(self, run: TestRun, first_limit: float | None) -> None:
-        assert self.watch is not None
         sent = time.monotonic()
         deadline = None if first_limit is None else sent + first_limit
         # A test that ends within the first quarter of its timeout (most do, by far) costs
@@ -201,6 +241,8 @@ class Worker:
                 selector.register(self.pidfd, selectors.EVENT_READ, "exit")
             while not run.done and run.verdict is None:
                 now = time.monotonic()
+                if not run.started:
+                    run.started = self.started_at.get(run.item.nodeid, 0.0)
                 if run.started:
                     deadline = None if run.timeout is None else run.started + run.timeout
                 wait = next_sample - now
@@ -213,7 +255,7 @@ class Worker:
                         selector.unregister(self.messages_fd)  # every writer is gone
                 if run.done or run.verdict is not None:
                     break
-                status = self.watch.reap()
+                status = tree.reap([self.pid]).get(self.pid)
                 if status is not None:
                     self.wait_status = status
                     self._drain(run)
@@ -238,11 +280,24 @@ class Worker:
             return False
         if not data:
             return False
+        arrived = time.monotonic()
         for message in self.receiver.feed(data):
-            self._handle(run, message)
-            if run.verdict is not None:
-                break
+            message["arrived"] = arrived
+            if run.done or run.verdict is not None:
+                self.pending.append(message)  # the next test's, already under way
+            else:
+                self._route(run, message)
         return True
+
+    def _route(self, run: TestRun, message: dict[str, Any]) -> None:
+        nodeid = message.get("nodeid")
+        if nodeid is None and "data" in message:
+            data = message["data"]
+            nodeid = data.get("nodeid") if isinstance(data, dict) else data.nodeid
+        if nodeid is None or nodeid == run.item.nodeid:
+            self._handle(run, message)
+        else:
+            self.pending.append(message)
 
     def _drain(self, run: TestRun | None) -> None:
         """After the exit: what the worker sent last (a grandchild may keep the pipe open,
@@ -260,20 +315,21 @@ class Worker:
                 break
             for message in self.receiver.feed(data):
                 if run is not None:
-                    self._handle(run, message)
+                    self._route(run, message)
                 else:
                     self._handle_idle(message)
 
     def _handle(self, run: TestRun, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "ready":
-            self.ready = True
-        elif kind == "start":
-            run.started = time.monotonic()
+            self._ready(message)
+        elif kind == "capture":
             self._open_capture(message.get("capture") or {})
         elif kind == "report":
-            report = self.config.hook.pytest_report_from_serializable(
-                config=self.config, data=message["data"])
+            report = message["data"]
+            if not isinstance(report, pytest.TestReport):
+                report = self.config.hook.pytest_report_from_serializable(
+                    config=self.config, data=report)
             self.controller.log_report(run, self, report)
             if message.get("ack"):
                 session = self.controller.session
@@ -281,6 +337,7 @@ class Worker:
                             "shouldstop": session.shouldstop})
         elif kind == "done":
             run.done = True
+            self._finished(run.item.nodeid, message)
             run.leftovers = [tuple(x) for x in message.get("leftovers", [])]  # type: ignore
         elif kind == "warning":
             self.controller.record_warning(run.item, message["warning"])
@@ -292,13 +349,27 @@ class Worker:
             run.errors.append(message.get("text", ""))
             if kind == "not-run":
                 run.done = True
+                self._finished(run.item.nodeid, message)
         else:
             self._handle_idle(message)
+
+    def _ready(self, message: dict[str, Any]) -> None:
+        self.ready = True
+        if self.queue:
+            self.started_at[self.queue[0]] = message.get("arrived") or time.monotonic()
+
+    def _finished(self, nodeid: str, message: dict[str, Any]) -> None:
+        if nodeid in self.queue:
+            self.queue.remove(nodeid)
+        if self.queue:
+            self.started_at[self.queue[0]] = message.get("arrived") or time.monotonic()
 
     def _handle_idle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "ready":
-            self.ready = True
+            self._ready(message)
+        elif kind == "skipped":
+            self._finished(message.get("nodeid", ""), message)
         elif kind == "stopped":
             self.stopped_leftovers = [tuple(x) for x in message.get("leftovers", [])]  # type: ignore
         elif kind in ("internal-error", "collect-error"):
@@ -333,7 +404,6 @@ class Worker:
         """The deadline passed: judge, dump and kill the whole tree. The verdict and the phase
         are fixed now: a dump may wake the test (a signal cuts a sleep short), and what it
         reports afterwards must not turn a hang into a pass."""
-        assert self.watch is not None
         run.phase = self.phase(run)
         detected = time.monotonic()
         window = min(10.0, run.timeout or 10.0)
@@ -354,7 +424,7 @@ class Worker:
                               f"{STARTUP_LIMIT[self.method]:g} s")
 
     def _crashed(self, run: TestRun) -> None:
-        assert self.watch is not None and self.wait_status is not None
+        assert self.wait_status is not None
         run.phase = self.phase(run)
         run.verdict = Status.CRASH
         run.partial_message = self.receiver.partial
@@ -378,13 +448,10 @@ class Worker:
     def _message_findings(self, run: TestRun,
                           hits: dict[str, list[Any]] | None = None) -> list[Any]:
         from numdoctor.rules.messages import findings as message_findings
-
-        assert self.watch is not None
         return message_findings(hits if hits is not None else self._hits(run),
                                 self.watch.message_context())
 
     def _kill(self, run: TestRun) -> None:
-        assert self.watch is not None
         killed = self.watch.kill()
         run.killed = [(pid, killed.commands.get(pid, "?")) for pid in killed.killed]
         if self.pid in killed.statuses:
@@ -435,7 +502,6 @@ class Worker:
                 time.sleep(0.02)
         self._drain(None)
         if self.wait_status is None:
-            assert self.watch is not None
             killed = self.watch.kill()
             self.stopped_leftovers += [(pid, killed.commands.get(pid, "?"))
                                        for pid in killed.killed if pid != self.pid]
@@ -444,7 +510,7 @@ class Worker:
 
     def kill(self) -> None:
         """End the worker at once (the session is being interrupted)."""
-        if self.alive and self.watch is not None:
+        if self.alive:
             self.watch.kill()
             self._reap(block=True)
         self._close()
@@ -505,5 +571,3 @@ def unpickled_warning(data: dict[str, Any]) -> warnings.WarningMessage:
                                    data.get("lineno", 0), None, data.get("line"))
 
 
-def open_kernel_log() -> KernelLog:
-    return KernelLog()
