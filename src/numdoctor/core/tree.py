@@ -17,14 +17,19 @@ loop cannot out-run the kill), then sends SIGKILL leaves first, and reaps what i
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from numdoctor.core.procfs import alive, command_line, parent_map, read_text, session_of
+
+# `check` kills its collector's tree with this module on its start-up path: ctypes and
+# subprocess are imported only by what needs them.
+if TYPE_CHECKING:
+    import ctypes
+    import subprocess
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -34,6 +39,8 @@ _libc_handle: ctypes.CDLL | None = None
 def _libc() -> ctypes.CDLL | None:
     global _libc_handle
     if _libc_handle is None:
+        import ctypes
+
         try:
             _libc_handle = ctypes.CDLL(None, use_errno=True)
         except OSError:
@@ -75,6 +82,8 @@ class CommandNotFound(Exception):
 def spawn(command: Sequence[str], *, env: Mapping[str, str], stdout: int | None,
           stderr: int | None, cwd: str | None = None) -> subprocess.Popen[bytes]:
     """Start `command` in a new session, dying with us; stdin is inherited untouched."""
+    import subprocess
+
     libc = _libc()
 
     def in_child() -> None:  # runs between fork and exec: no allocation-heavy work

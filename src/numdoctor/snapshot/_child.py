@@ -10,11 +10,9 @@ exactly the requested one.
 
 from __future__ import annotations
 
-import faulthandler
 import gc
 import json
 import os
-import signal
 import sys
 import time
 
@@ -26,11 +24,12 @@ def main() -> int:
 def run(args: dict) -> int:
     """Import, collect, report. Called in a spawned interpreter or in a forked clean one."""
     events = os.fdopen(args["events_fd"], "w", buffering=1, encoding="utf-8")
-    dump = os.fdopen(args["dump_fd"], "w", buffering=1, encoding="utf-8")
-    # Fatal signals print the traceback of every thread; SIGUSR1 asks for one on demand (the
-    # parent sends it before killing a hung import). Both work while C code holds the GIL.
-    faulthandler.enable(file=dump, all_threads=True)
-    faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True, chain=False)
+    # Armed like every process numdoctor watches: fatal signals print the traceback of every
+    # thread into the run directory, and the dump signal asks for one on demand (where the
+    # parent cannot attach py-spy to a hung import). Both work while C code holds the GIL.
+    from numdoctor.core.rundir import RunDir
+
+    RunDir(args["run_dir"], dump_signal=args["dump_signal"]).arm_this_process()
 
     def emit(**event: object) -> None:
         events.write(json.dumps(event) + "\n")

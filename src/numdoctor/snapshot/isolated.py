@@ -4,6 +4,11 @@ An import that raises, hangs or crashes the child is recorded as an ImportAttemp
 turn it into a finding); the remaining modules are then collected in a new child without the
 culprit, so the report still describes everything else.
 
+The child is watched with the supervision core (numdoctor.core): its own session, a run
+directory its faulthandler writes into, the dump ladder (py-spy's Python and native frames,
+faulthandler where it cannot attach) for an import that hangs, the tree killed as a whole,
+the exit status read as a shell does.
+
 The child only reads what needs the live process (`live_facts`); this process assembles the
 Snapshot. While the child imports, a low-priority thread of this process reads the machine's
 facts and watches the child's memory map, reading the owner and NumPy build of each library
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import subprocess
 
+    from numdoctor.core.rundir import RunDir
     from numdoctor.snapshot.model import ImportAttempt, Snapshot, SystemInfo
 
 Progress = Callable[[dict], None]
@@ -103,10 +109,13 @@ def _merge(order: list[str], failures: list[ImportAttempt],
 def _run_child(imports: list[str], timeout: float, progress: Progress | None,
                env: dict[str, str] | None, while_waiting: Callable[[], object] | None,
                system: SystemInfo | None) -> tuple[_ChildResult, SystemInfo | None]:
-    scratch = _Scratch()
+    from numdoctor.core.rundir import RunDir
+
+    scratch = _Scratch(RunDir())
     read_fd, write_fd = os.pipe()
     try:
-        args = {"imports": imports, "events_fd": write_fd, "dump_fd": scratch.dump}
+        args = {"imports": imports, "events_fd": write_fd, "run_dir": scratch.run_dir.path,
+                "dump_signal": scratch.run_dir.dump_signal}
         if env is None and _can_fork(imports):
             child: subprocess.Popen | _ForkedChild = _fork_child(args, read_fd, scratch)
         else:
@@ -116,7 +125,7 @@ def _run_child(imports: list[str], timeout: float, progress: Progress | None,
                 child = subprocess.Popen(
                     [sys.executable, "-m", "numdoctor.snapshot._child", json.dumps(args)],
                     stdin=subprocess.DEVNULL, stdout=devnull, stderr=scratch.stderr,
-                    pass_fds=(write_fd, scratch.dump), start_new_session=True, env=env,
+                    pass_fds=(write_fd,), start_new_session=True, env=env,
                 )
         os.close(write_fd)
         write_fd = -1
@@ -193,11 +202,11 @@ class _Background:
 
 
 class _Scratch:
-    """Anonymous files for the child's stderr and faulthandler dumps (no temporary directory
-    to create and remove: memfd on Linux)."""
+    """Where the child's traces go: the run directory (its faulthandler file) and an
+    anonymous file for its stderr (memfd on Linux)."""
 
-    def __init__(self) -> None:
-        self.dump = self._anonymous("numdoctor-faulthandler")
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
         self.stderr = self._anonymous("numdoctor-stderr")
 
     @staticmethod
@@ -215,18 +224,16 @@ class _Scratch:
         except OSError:
             return ""
 
-    def has_dump(self) -> bool:
-        try:
-            return os.fstat(self.dump).st_size > 0
-        except OSError:
-            return False
+    def fatal(self, pid: int) -> str:
+        """faulthandler's traceback of a crash, if the child wrote one."""
+        return self.run_dir.fatal_dump(pid)[2]
 
     def close(self) -> None:
-        for fd in (self.dump, self.stderr):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self.stderr)
+        except OSError:
+            pass
+        self.run_dir.remove()
 
 
 class _MapsWatcher:
@@ -285,18 +292,19 @@ class _ForkedChild:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.status: int | None = None  # the raw wait status
 
     def poll(self) -> int | None:
         if self.returncode is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+                self.status, self.returncode = status, os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def wait(self) -> int:
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
+            self.status, self.returncode = status, os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -375,29 +383,30 @@ def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: fl
                 return result
     from numdoctor.snapshot.model import ImportAttempt
 
-    code = child.wait()
+    status = _wait_status(child)
+    from numdoctor.core.status import from_wait_status
+
     result.failed_module = current
     result.failure = ImportAttempt(
         module=current or "(numdoctor collector)",
         status="crash",
         seconds=round(time.monotonic() - started, 3),
-        detail=_exit_description(code),
-        traceback=_tail(scratch),
+        detail=from_wait_status(status).describe(),
+        traceback=_tail(scratch, scratch.fatal(child.pid)),
     )
     return result
 
 
 def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: float,
           scratch: _Scratch, result: _ChildResult) -> _ChildResult:
-    # Ask faulthandler for every thread's stack before killing, so the report says where.
-    try:
-        child.send_signal(signal.SIGUSR1)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and not scratch.has_dump():
-        time.sleep(0.05)
-    time.sleep(0.1)
+    # Every thread's stack before the kill (the dead cannot be dumped), so the report says
+    # where the import waits: Python and native frames, or faulthandler's Python ones.
+    from numdoctor.core.stacks.ladder import Dumper, Target
+    from numdoctor.supervise.report import format_stacks
+
+    dumper = Dumper(scratch.run_dir.path, scratch.run_dir.dump_signal)
+    stacks = dumper.dump([Target(child.pid, python=True, dumpable=True)], tool_timeout=5.0,
+                         faulthandler_wait=2.0)[child.pid]
     _kill_group(child)
     from numdoctor.snapshot.model import ImportAttempt
 
@@ -407,43 +416,48 @@ def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: 
         status="hang",
         seconds=timeout,
         detail=f"no progress for {timeout:g} s; the subprocess was killed",
-        traceback=_tail(scratch),
+        traceback=_tail(scratch, format_stacks(stacks) if stacks.threads else ""),
     )
     return result
 
 
+def _wait_status(child: subprocess.Popen | _ForkedChild) -> int:
+    """The child's wait status once it has ended (Popen keeps only a return code)."""
+    code = child.wait()
+    if isinstance(child, _ForkedChild) and child.status is not None:
+        return child.status
+    return -code if code < 0 else (code & 0xFF) << 8
+
+
 def _kill_group(child: subprocess.Popen | _ForkedChild, *, wait: bool = True) -> None:
-    """Kill whatever is left of the child's session (nothing it started may outlive us).
+    """Kill the child and whatever it started (nothing may outlive us).
 
     `wait=False` reaps the child in the background: one that has reported its facts may
     still be exiting, and unmapping a process that loaded torch takes the kernel tens of
     milliseconds that are not ours to wait for.
     """
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        if child.poll() is None:
-            child.kill()
+    from numdoctor.core import tree
+
+    killed = tree.kill_tree(child.pid, session=child.pid, include_root=wait)
+    status = killed.statuses.get(child.pid)
+    if status is not None:  # reaped by the kill: tell the child object
+        if isinstance(child, _ForkedChild):
+            child.status = status
+        child.returncode = os.waitstatus_to_exitcode(status)
     if not wait:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         threading.Thread(target=child.wait, name="numdoctor-reaper", daemon=True).start()
     else:
         child.wait()
 
 
-def _exit_description(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}"
-    return f"exited with status {code}"
-
-
-def _tail(scratch: _Scratch, lines: int = 40) -> str:
+def _tail(scratch: _Scratch, stacks: str, lines: int = 40) -> str:
     parts = []
-    for label, fd in (("stderr", scratch.stderr), ("faulthandler", scratch.dump)):
-        text = scratch.text(fd).strip()
+    for label, text in (("stderr", scratch.text(scratch.stderr)), ("stacks", stacks)):
+        text = text.strip()
         if text:
             parts.append(f"--- {label} (last lines) ---\n" + "\n".join(text.splitlines()[-lines:]))
     return "\n".join(parts)
