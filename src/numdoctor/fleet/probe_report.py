@@ -23,18 +23,16 @@ from numdoctor.probe import build_report as probe_findings_report
 from numdoctor.probe.runner import OUTCOMES
 from numdoctor.probe.scenarios import script
 from numdoctor.redact import redact_text
-from numdoctor.rules import get
+from numdoctor.rules.fleet import FLT006, probe_worker_failure
 
 _FAILED = ("PRB001", "PRB002", "PRB003")
-_STATUS_CODE = {runner.HANG: "FLT002", runner.LOST: "FLT003", runner.ERROR: "FLT004"}
-_IN_HAND_SHOWN = 5
 
 
 def build_report(result: FleetProbe, base: Report | None = None) -> Report:
     """The probe's report; merged into `base` (a `numdoctor.fleet.check` report) if given."""
     findings = probe_findings(result)
     if not result.shares and base is None:
-        findings.append(get("FLT006").finding(
+        findings.append(FLT006.finding(
             [f"scheduler {result.scheduler_address} lists 0 workers"],
             where=f"scheduler {result.scheduler_address}"))
     outcome = probe_outcome(result)
@@ -58,7 +56,7 @@ def probe_findings(result: FleetProbe) -> list[Finding]:
     per_worker = {share.label: _share_findings(share) for share in result.shares
                   if share.result is not None}
     findings = group_findings(per_worker, _facts(result))
-    findings += [_worker_failure(share, result) for share in result.shares
+    findings += [probe_worker_failure(share, result) for share in result.shares
                  if share.status != runner.OK and share.stage != CHECK]
     return findings
 
@@ -97,70 +95,6 @@ def _facts(result: FleetProbe) -> FleetFacts:
                for s in result.shares]
     return FleetFacts(scheduler_address=result.scheduler_address, members=members,
                       imports=None, timeout=result.timeout)
-
-
-def _worker_failure(share: Share, result: FleetProbe) -> Finding:
-    evidence = [redact_text(share.error)] if share.error else []
-    if share.machine:
-        evidence.append(f"host {share.machine}" + (f", pid {share.pid}" if share.pid else ""))
-    evidence.append(f"during the probe's {share.stage}")
-    if share.in_hand:
-        shown = share.in_hand[:_IN_HAND_SHOWN]
-        more = len(share.in_hand) - len(shown)
-        evidence.append("scenarios it had: " + "; ".join(shown)
-                        + (f" and {more} more" if more else ""))
-    moved = sum(1 for p in result.placements if share.address in p.moved_from)
-    dropped = sum(1 for n in result.not_run if share.address in n.tried)
-    if moved or dropped:
-        evidence.append(f"of those, {moved} ran on another worker and {dropped} were not run "
-                        "(a scenario is given to another worker once)")
-    if share.untried:
-        evidence.append(f"{len(share.untried)} failure(s) it found were not minimised")
-    stage = f"the probe's {share.stage}"
-    code = _STATUS_CODE.get(share.status, "FLT004")
-    if share.status == runner.HANG and share.detail:
-        evidence.append("stack of the thread running it when the time ran out:\n"
-                        + redact_text(share.detail).rstrip())
-        return get(code).finding(
-            evidence, title=f"The worker did not finish {stage} in time",
-            where=share.label,
-            why="The worker's event loop answered, but the call running the probe's "
-                "subprocesses was stuck; that thread is still running there.",
-            fix="Dump its stacks (py-spy dump --native --pid PID) on its host and restart it "
-                "(client.restart_workers([...])).")
-    if share.status == runner.HANG:
-        return get(code).finding(
-            evidence, where=share.label,
-            title=f"No answer during {stage}: the worker is frozen or unreachable",
-            why="Not even the worker's event loop answered. The probe's scenarios run in "
-                "subprocesses, so this is the worker process itself (C code holding the GIL) "
-                "or the network to it.",
-            fix="Dump its stacks (py-spy dump --native --pid PID) on its host, restart it "
-                "(client.restart_workers([...])) and run `numdoctor check` there.")
-    if share.status == runner.LOST:
-        return get(code).finding(
-            evidence, where=share.label,
-            title=f"The connection broke during {stage}: the worker died or left",
-            why="The scenarios run in subprocesses of the worker, so its own death comes from "
-                "outside them: the OOM killer, a nanny restart, the node going away.",
-            fix="Read the worker's and its nanny's logs and the host's kernel log "
-                "(dmesg | grep -i oom).")
-    if share.detail:
-        evidence.append(redact_text(share.detail).rstrip())
-    from numdoctor._version import __version__
-
-    if "No module named 'numdoctor'" in share.error:
-        title = "numdoctor is not installed there"
-    elif "No module named 'numdoctor." in share.error:
-        title = "numdoctor there is another version, without the probe"
-    else:
-        title = f"{stage[0].upper()}{stage[1:]} raised an error on the worker"
-    return get(code).finding(
-        evidence, where=share.label, title=title,
-        why="This worker could not take its share of the probe.",
-        fix=f"pip install numdoctor=={__version__} in that environment (the same version as "
-            "here)" if title.startswith("numdoctor") else
-            "Report this with the JSON report if it looks like a numdoctor bug.")
 
 
 # -- outcome ----------------------------------------------------------------------------------

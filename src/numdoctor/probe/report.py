@@ -5,93 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from numdoctor.findings import Finding, Report
-from numdoctor.probe.engine import Failure, ProbeResult
-from numdoctor.probe.runner import OUTCOMES, Result
+from numdoctor.findings import Report
+from numdoctor.probe.engine import ProbeResult
+from numdoctor.probe.runner import OUTCOMES
 from numdoctor.probe.scenarios import script
-from numdoctor.rules import get
+from numdoctor.rules.probe import probe_findings
 
-_VERB = {"hang": "hangs", "crash": "crashes", "error": "fails"}
-_CODE = {"hang": "PRB001", "crash": "PRB002", "error": "PRB003"}
 
 def build_report(result: ProbeResult) -> Report:
-    findings: list[Finding] = []
-    for module in result.missing:
-        findings.append(get("PRB005").finding([f"{module}: not found on sys.path"],
-                                              title=f"{module} is not installed"))
-    diagnoses: dict[tuple[str, str], Finding] = {}
-    for failure in result.failures:
-        findings.append(_failure_finding(failure))
-        for raw in failure.representative.findings:
-            diagnosis = Finding.from_dict(raw)
-            if diagnosis.code.startswith(("HANG", "SIG", "RUN")):
-                continue  # restated by the PRB finding itself
-            key = (diagnosis.code, diagnosis.title)
-            if key not in diagnoses:
-                diagnoses[key] = Finding(
-                    diagnosis.code, diagnosis.severity, diagnosis.title, diagnosis.evidence,
-                    diagnosis.why, diagnosis.fix,
-                    where=f"probe: {failure.representative.scenario.label}")
-    findings.extend(diagnoses.values())
-    for slow in result.slow:
-        base = result.baselines[slow.scenario.canary.name]
-        findings.append(get("PRB004").finding(
-            [f"scenario: {slow.scenario.label}", slow.detail,
-             f"alone: {base.scenario.label}"],
-            title=f"{slow.scenario.canary.name} is {slow.op_seconds / base.op_seconds:.1f}x "
-                  f"slower after import {', '.join(slow.scenario.imports)}",
-            fix="Limit thread pools (OMP_NUM_THREADS) and check `numdoctor check --import "
-                f"{','.join(slow.scenario.all_imports())}` for conflicting runtimes.",
-        ))
-    return Report(kind="probe", findings=findings, outcome=_outcome(result))
-
-
-def _failure_finding(failure: Failure) -> Finding:
-    rep = failure.representative
-    scenario = rep.scenario
-    verb = _VERB[rep.outcome]
-    mode = "" if scenario.mode == "inprocess" else f" ({_mode_words(scenario.mode)})"
-    env = " ".join(f"{k}={v}" for k, v in scenario.env)
-    title = (f"{scenario.canary.name} {verb} after import {', '.join(scenario.imports)}"
-             f"{mode}" + (f" with {env}" if env else ""))
-    evidence = [f"smallest failing scenario: {scenario.label}",
-                f"what happened: {rep.detail}"]
-    if len(failure.results) > 1:
-        evidence.append(f"{len(failure.results)} scenarios of the matrix fail this way")
-    verified = [m for m in failure.mitigations if m.verified]
-    for mitigation in failure.mitigations:
-        if mitigation.result is None:
-            state = "not run (budget exhausted)"
-        elif mitigation.verified:
-            state = "passes (verified)"
-        else:
-            state = f"still {_VERB.get(mitigation.result.outcome, mitigation.result.outcome)}"
-        evidence.append(f"{mitigation.description}: {state}")
-    if verified:
-        fix = "Verified mitigations: " + "; ".join(m.description for m in verified) + "."
-    elif failure.mitigations:
-        fix = ("No tried mitigation made it pass; attach the standalone script (in the "
-               "report) to a bug report.")
-    else:
-        fix = ("No mitigation was tried (--no-minimize, or the budget ran out); run the probe "
-               "again without it to minimise the failure and verify fixes.")
-    return get(_CODE[rep.outcome]).finding(evidence, title=title, fix=fix,
-                                           why=_why(rep))
-
-
-def _why(result: Result) -> str:
-    codes = sorted({f["code"] for f in result.findings
-                    if not f["code"].startswith(("HANG", "SIG", "RUN"))})
-    if codes:
-        return "The supervisor's diagnosis: " + ", ".join(codes) + " (see those findings)."
-    return ""
-
-
-def _mode_words(mode: str) -> str:
-    return {"fork": "op in the parent, then os.fork() and the op in the child",
-            "mp-fork": "multiprocessing worker started with fork",
-            "mp-spawn": "multiprocessing worker started with spawn",
-            "mp-forkserver": "multiprocessing worker started with forkserver"}.get(mode, mode)
+    return Report(kind="probe", findings=probe_findings(result), outcome=_outcome(result))
 
 
 def _outcome(result: ProbeResult) -> dict[str, Any]:

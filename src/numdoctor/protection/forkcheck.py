@@ -28,7 +28,7 @@ def fork_hazard() -> Finding | None:
     started = [(path, n) for path, n in counts.items() if n]
     if not started:
         return None
-    from numdoctor.rules import get
+    from numdoctor.rules.fork import fork_after_openmp
     from numdoctor.snapshot.ownership import owning_distribution
 
     evidence = []
@@ -36,7 +36,7 @@ def fork_hazard() -> Finding | None:
         owner = owning_distribution(path)
         package = f"{owner[0]} {owner[1]}" if owner else "not from a pip package"
         evidence.append(f"GNU libgomp: {path} [{package}] ({threads} pool thread(s) running)")
-    return get("FORK001").finding(
+    return fork_after_openmp.rule.finding(
         evidence,
         severity=Severity.ERROR,
         title="fork() now would deadlock the child: a GNU OpenMP pool is running",
