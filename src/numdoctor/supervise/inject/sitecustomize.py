@@ -89,8 +89,8 @@ def _record_reaped(pid, status):
         return
     import time
 
-    line = "{} {} {:.3f}\n".format(pid, status, time.monotonic())
-    fd = os.open(os.path.join(run_dir, "fates-{}.txt".format(os.getpid())),
+    line = f"{pid} {status} {time.monotonic():.3f}\n"
+    fd = os.open(os.path.join(run_dir, f"fates-{os.getpid()}.txt"),
                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, line.encode("ascii"))
