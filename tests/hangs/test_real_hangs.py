@@ -8,8 +8,7 @@ Expected lines come from `# expect: <label>` comments in the programs, never fro
 from __future__ import annotations
 
 import pytest
-
-from conftest import Hung, needs_tf, needs_torch, needs_torchrun
+from hang_helpers import Hung, needs_tf, needs_torch, needs_torchrun
 
 pytestmark = pytest.mark.slow
 

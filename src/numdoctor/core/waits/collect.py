@@ -13,6 +13,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from numdoctor.core.stacks.model import ProcessStacks, ThreadStack
 from numdoctor.core.waits import syscalls
@@ -134,7 +135,7 @@ def _cpu_ticks(pids: list[int]) -> dict[int, dict[int, tuple[str, int, str]]]:
 
 # -- the process -------------------------------------------------------------------------------
 
-def _infos(run_dir: str | None) -> dict[int, dict]:
+def _infos(run_dir: str | None) -> dict[int, dict[str, Any]]:
     if not run_dir:
         return {}
     from numdoctor.supervise.stacks import read_info
@@ -142,7 +143,8 @@ def _infos(run_dir: str | None) -> dict[int, dict]:
     return read_info(run_dir)
 
 
-def _process(pid: int, main_pid: int, roles: dict[int, str], infos: dict[int, dict],
+def _process(pid: int, main_pid: int, roles: dict[int, str],
+             infos: dict[int, dict[str, Any]],
              started: float) -> ProcessFacts:
     raw = read_text(f"/proc/{pid}/stat")
     fields = raw.rpartition(")")[2].split()

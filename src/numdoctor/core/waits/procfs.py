@@ -137,7 +137,7 @@ def read_timespec(pid: int, address: int) -> float | None:
     if len(raw) != 16:
         return None
     seconds, nanoseconds = struct.unpack("=qq", raw)
-    return seconds + nanoseconds / 1e9
+    return float(seconds + nanoseconds / 1e9)
 
 
 def read_pollfds(pid: int, address: int, count: int, limit: int = 64) -> list[int]:

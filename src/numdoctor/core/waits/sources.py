@@ -182,13 +182,13 @@ def context(path: str, line: int | None, function: str, *, shown_file: str = "")
     # Held: acquire() calls earlier in the function, not released before this line.
     acquires = sorted((n for n in nodes if _is_acquire(n) and _span(n)[1] < line),
                       key=lambda n: _span(n)[0])
-    for call in acquires:
-        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-        expression = _text(call.func.value)
-        released = any(_is_release_of(n, expression) and call.lineno < _span(n)[0] < line
+    for earlier in acquires:
+        assert isinstance(earlier, ast.Call) and isinstance(earlier.func, ast.Attribute)
+        expression = _text(earlier.func.value)
+        released = any(_is_release_of(n, expression) and earlier.lineno < _span(n)[0] < line
                        for n in nodes)
         if not released:
-            held.append(LockSite(expression, shown, call.lineno, name, kind="acquire"))
+            held.append(LockSite(expression, shown, earlier.lineno, name, kind="acquire"))
     result.holding = sorted(held, key=lambda s: s.line)
     return result
 

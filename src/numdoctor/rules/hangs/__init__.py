@@ -37,7 +37,13 @@ def analyse(facts: TreeFacts) -> HangDiagnosis:
     tree = Tree(facts)
     start = start_node(tree)
     if start is None:
-        return HangDiagnosis(summary="no process of the tree could be read")
+        from numdoctor.rules.registry import get
+
+        summary = "no process of the tree could be read"
+        finding = get("HANG001").finding(
+            [f"the facts hold {len(facts.processes)} process(es) and no thread"],
+            title="No progress, and no thread of the program could be read")
+        return HangDiagnosis(findings=[finding], summary=summary)
     path = walk(tree, start)
     verdicts: list[Verdict] = []
     for module in _CLASSES:

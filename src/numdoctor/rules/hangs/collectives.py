@@ -104,7 +104,38 @@ def diagnose(tree: Tree, path: Path) -> Verdict | None:
         return _mismatch(tree, ranks, nodes, calls, lines, distinct, missing, gone)
     if missing or elsewhere:
         return _missing_verdict(tree, ranks, nodes, calls, lines, missing, gone, elsewhere)
+    world = max((_int(tree.processes[p].job.get("WORLD_SIZE")) or 0 for p in ranks),
+                default=0)
+    if world > len(ranks) and len(distinct) == 1:
+        return _remote(tree, ranks, nodes, calls, lines, world)
     return None
+
+
+def _remote(tree: Tree, ranks: list[int], nodes: dict[int, Node | None],
+            calls: dict[int, tuple[str, str] | None], lines: list[str],
+            world: int) -> Verdict:
+    """Every rank here waits in the same call: the job waits for ranks on other machines."""
+    present = {_int(tree.processes[p].job.get("RANK")) for p in ranks}
+    others = [str(r) for r in range(world) if r not in present]
+    shown = ", ".join(others[:8]) + (", …" if len(others) > 8 else "")
+    call = calls[ranks[0]]
+    assert call is not None
+    waiter = nodes[ranks[0]]
+    assert waiter is not None
+    here = ", ".join(_rank(tree, p) for p in ranks)
+    title = (f"Ranks {here} wait in {call[0]} ({call[1]}) for ranks {shown}, which run "
+             "elsewhere (not in this process tree)")
+    lines.append(f"WORLD_SIZE is {world}; {len(ranks)} rank(s) run here: look at the logs "
+                 "and stacks of the others (numdoctor run on each machine)")
+    lines.append(phrases.stack_line(tree, waiter, 6))
+    finding = MISSING.finding(
+        cap(lines), title=title, where=f"pid {ranks[0]}",
+        why="Every rank here reached the same collective; the job waits for ranks on other "
+            "machines, which are late, stuck or gone.",
+        fix="Look at the other machines' ranks: the one that did not reach this call is the "
+            "cause.")
+    return Verdict(finding, root_at(tree, waiter), proven=False,
+                   summary=title[0].lower() + title[1:])
 
 
 def _rank(tree: Tree, pid: int) -> str:
@@ -213,12 +244,19 @@ def _missing_verdict(tree: Tree, ranks: list[int], nodes: dict[int, Node | None]
         lines.append(f"rank {rank} (pid {fate.pid}) {phrases.fate(fate)}" if fate else
                      f"rank {rank} is not in the process tree")
     if elsewhere:
+        from numdoctor.rules.hangs.graph import walk
+
         pid = elsewhere[0]
-        node = nodes[pid]
-        assert node is not None
+        start = nodes[pid]
+        assert start is not None
+        # What keeps the late rank: follow its own wait (a DataLoader worker, a lock...).
+        inner = walk(tree, start)
+        node = inner.root
         title = (f"Rank {_rank(tree, pid)} never arrived: rank{'s' if len(waiting) > 1 else ''}"
                  f" {waiters} wait{'' if len(waiting) > 1 else 's'} in {call[0]} ({call[1]}),"
-                 f" rank {_rank(tree, pid)} {phrases.doing(tree, node)}")
+                 f" rank {_rank(tree, pid)} {phrases.doing(tree, start)}")
+        if node != start:
+            lines += phrases.path_lines(tree, inner)
         lines.append(phrases.stack_line(tree, node, 6))
         finding = MISSING.finding(
             cap(lines), title=title, where=f"pid {pid}",

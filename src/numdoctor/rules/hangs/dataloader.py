@@ -70,8 +70,12 @@ def diagnose(tree: Tree, path: Path) -> Verdict | None:
     lines.append(phrases.stack_line(tree, root))
     lines.append("DataLoader(timeout=...) would have turned this wait into an error "
                  "(the default timeout=0 waits forever)")
-    lines += bystanders(tree, set(path.nodes) | {tree.principal(p) for p in idle
-                                                 if tree.principal(p)})  # type: ignore[misc]
+    shown = set(path.nodes)
+    for pid in idle:
+        node = tree.principal(pid)
+        if node is not None:
+            shown.add(node)
+    lines += bystanders(tree, shown)
     finding = RULE.finding(
         cap(lines), title=title, where=f"pid {worker[0]}",
         why="The DataLoader delivers batches in order: the batch this worker holds blocks "

@@ -169,21 +169,20 @@ class Tree:
                 if self.waits[target].role == "thread-worker" and not self.waits[target].helper:
                     edges.append(Edge(node, kind, target, why="runs a task"))
             for child in self.worker_processes(pid, "executor-worker"):
-                target = self.principal(child)
-                if target is not None and not self.waits[target].helper:
-                    edges.append(Edge(node, kind, target, why="runs a task"))
+                worker = self.principal(child)
+                if worker is not None and not self.waits[worker].helper:
+                    edges.append(Edge(node, kind, worker, why="runs a task"))
             edges += [Edge(node, kind, fate=f) for f in self.dead_children(pid)]
         elif kind in (W.POOL, W.DATALOADER):
             role = "pool-worker" if kind == W.POOL else "dataloader-worker"
             edges += [Edge(node, kind, fate=f) for f in self.dead_children(pid)]
             for child in self.worker_processes(pid, role):
-                target = self.principal(child)
-                if target is not None and not self.waits[target].helper:
-                    edges.append(Edge(node, kind, target, why="has not delivered"))
+                worker = self.principal(child)
+                if worker is not None and not self.waits[worker].helper:
+                    edges.append(Edge(node, kind, worker, why="has not delivered"))
         elif kind == W.TFDATA:
             for target in self.threads_of(pid):
-                other = self.waits[target]
-                if other.role == "tf-pipeline" and target != node:
+                if self.waits[target].role == "tf-pipeline" and target != node:
                     edges.append(Edge(node, kind, target, why="runs the pipeline's Python "
                                                             "code"))
             if not edges:
@@ -193,9 +192,9 @@ class Tree:
             edges = self._collective_edges(node, wait)
         elif kind == W.SUPERVISOR:
             for child in self.children.get(pid, []):
-                target = self.principal(child)
-                if target is not None and not self.waits[target].helper:
-                    edges.append(Edge(node, kind, target, why="its worker"))
+                worker = self.principal(child)
+                if worker is not None and not self.waits[worker].helper:
+                    edges.append(Edge(node, kind, worker, why="its worker"))
         elif kind == W.CHILD:
             edges = self._child_edges(node)
         elif kind in (W.CONNECTION, W.IO):

@@ -153,6 +153,7 @@ def _thread_line(tree: Tree, edge: Edge) -> str:
     holding = "; holds " + ", ".join(f"`{s.expression}` ({_site_text(s)})" for s in held) \
         if held else ""
     assert edge.target is not None
+    lock = tree.wait(node).lock
     return (f"{phrases.who(tree, node)} {phrases.doing(tree, node)}{holding}; "
-            f"`{tree.wait(node).lock.expression if tree.wait(node).lock else '?'}` is held "
+            f"`{lock.expression if lock is not None else '?'}` is held "
             f"by {phrases.who(tree, edge.target)}")

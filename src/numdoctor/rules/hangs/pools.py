@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numdoctor.core.waits.model import Fate
 from numdoctor.findings import Severity
 from numdoctor.rules.hangs import phrases
 from numdoctor.rules.hangs import waits as W
@@ -61,7 +62,7 @@ def diagnose(tree: Tree, path: Path) -> Verdict | None:
     return None
 
 
-def _verdict(tree: Tree, path: Path, node: Node, dead: list) -> Verdict:
+def _verdict(tree: Tree, path: Path, node: Node, dead: list[Fate]) -> Verdict:
     wait = tree.wait(node)
     pid = node[0]
     dataloader = wait.kind == W.DATALOADER

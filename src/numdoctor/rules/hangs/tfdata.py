@@ -40,6 +40,8 @@ RULE = declare(
 def diagnose(tree: Tree, path: Path) -> Verdict | None:
     index = flow.consumer_edge(path, frozenset({W.TFDATA}))
     if index is None:
+        if tree.wait(path.root).kind == W.TFDATA:
+            return _native_pipeline(tree, path)
         return None
     consumer = path.nodes[index]
     root = path.root
@@ -71,3 +73,26 @@ def _kind(tree: Tree, node: tuple[int, int]) -> str:
     if any("from_generator_op" in f.file for f in frames):
         return "generator"
     return "Python function"
+
+
+def _native_pipeline(tree: Tree, path: Path) -> Verdict:
+    """No Python code of the pipeline runs: the wait is in TensorFlow's own operations (a
+    file or network read, a parallel map's native function)."""
+    consumer = path.root
+    busy = [n for n in tree.threads_of(consumer[0]) if tree.wait(n).kind == W.BUSY]
+    title = (f"The loop at {phrases.basename_line(tree.wait(consumer))} waits for the tf.data "
+             "pipeline, and no Python code of the pipeline is running: it waits in "
+             "TensorFlow's own operations" + (
+                 f" ({len(busy)} TensorFlow thread(s) busy)" if busy else ""))
+    lines = phrases.path_lines(tree, path)
+    lines.append(phrases.stack_line(tree, consumer, 12))
+    for node in busy[:3]:
+        lines.append(phrases.stack_line(tree, node, 6))
+    finding = RULE.finding(
+        cap(lines), title=title, where=f"pid {consumer[0]}",
+        why="The next element is not ready; the pipeline's native stages (reads, maps, "
+            "interleaves) are waiting or working.",
+        fix="Look at the pipeline's sources (files on a slow or hung mount, remote storage) "
+            "and its parallel stages; iterate the dataset alone to time it.")
+    return Verdict(finding, root_at(tree, consumer), proven=False,
+                   summary=title[0].lower() + title[1:])
