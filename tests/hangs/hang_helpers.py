@@ -133,6 +133,9 @@ def observe(name: str, *args: str, torchrun: bool = False, idle: bool = True,
             _wait_idle(child.pid, limit=limit / 2)
         else:
             time.sleep(0.5)
+        if child.poll() is not None:
+            raise AssertionError(f"{name} exited ({child.returncode}) instead of hanging; "
+                                 "stderr:\n" + Path(run_dir, "stderr.txt").read_text()[-3000:])
         pids = [child.pid, *launcher.descendants(child.pid)]
         infos = read_info(run_dir)
         targets = [Target(pid, python=pid in infos or "python" in os.path.basename(

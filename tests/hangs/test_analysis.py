@@ -26,6 +26,8 @@ RECORDED = {
     "lock_order_rlock": ("HANG004", True, "waits"),
     "lock_condition": ("HANG004", True, None),
     "queue_no_producer": ("HANG005", False, "root"),
+    "queue_producer_blocked": ("HANG005", False, "producer"),
+    "lock_cycle_three": ("HANG004", True, None),
     "mp_queue_stuck_producer": ("HANG005", False, "producer"),
     "mp_pipe_stuck_producer": ("HANG005", False, "producer"),
     "futures_thread": ("HANG005", False, "root"),

@@ -285,3 +285,24 @@ def test_a_slow_but_progressing_loop_is_never_proven_nor_a_deadlock(hung):
     assert not hung.diagnosis.proven
     never_misleading(hung)
     assert hung.first.code in ("HANG002", "HANG011"), hung.text()
+
+
+@pytest.mark.hang_program("queue_producer_blocked")
+def test_queue_consumer_holding_the_lock_its_producer_needs(hung):
+    first = hung.first
+    assert first.code == "HANG005", hung.text()
+    root = hung.diagnosis.root
+    assert root.where == hung.where("producer") and "'producer'" in root.role
+    assert hung.where("consumer") in first.title
+    assert "holds `self.lock`" in "\n".join(first.evidence)
+    never_misleading(hung)
+
+
+@pytest.mark.hang_program("lock_cycle_three")
+def test_three_threads_each_taking_the_next_ones_lock_is_a_proven_cycle(hung):
+    """The locks are parameters (`mine`, `following`): matched by who holds which name is
+    impossible, so this is proven by the wait-for cycle of three untimed waits."""
+    first = hung.first
+    assert first.code == "HANG004", hung.text()
+    assert "among 3 threads" in first.title
+    assert first.title.count(hung.where("waits")) == 3

@@ -93,10 +93,37 @@ def _certain(tree: Tree, cycle: list[Edge]) -> bool:
     return len(known) == len(set(known))
 
 
+def _anonymous(tree: Tree) -> list[Node] | None:
+    """Threads of one process that each hold a lock and wait without a timeout for another,
+    when the source cannot say which lock is which (locks passed as arguments: `mine`,
+    `following`). Every lock they wait for is held by someone; if no other thread of the
+    process holds a lock or could act, the holders are among them: a cycle, by exclusion.
+    Required for that: each waits on a different lock (futex address), and every other
+    thread of the process is idle or waits too, holding nothing."""
+    by_process: dict[int, list[Node]] = {}
+    for node in lock_waiters(tree):
+        if tree.wait(node).kind == W.LOCK:
+            by_process.setdefault(node[0], []).append(node)
+    for pid, waiters in by_process.items():
+        if len(waiters) < 2:
+            continue
+        if not all(untimed(tree, n) and _held(tree.threads[n]) for n in waiters):
+            continue
+        addresses = [tree.threads[n].futex for n in waiters]
+        if None in addresses or len(set(addresses)) != len(addresses):
+            continue
+        others = [n for n in tree.threads_of(pid) if n not in waiters]
+        if any(_held(tree.threads[n]) or tree.wait(n).kind == W.BUSY for n in others):
+            continue
+        return waiters
+    return None
+
+
 def diagnose(tree: Tree, path: Path) -> Verdict | None:
     cycles = _cycles(tree)
     if not cycles:
-        return None
+        anonymous = _anonymous(tree)
+        return _by_exclusion(tree, path, anonymous) if anonymous else None
     on_path = [c for c in cycles if any(e.source in path.nodes for e in c)]
     certain = [c for c in cycles if _certain(tree, c)]
     cycle = next((c for c in on_path if c in certain), None) or (
@@ -136,6 +163,33 @@ def diagnose(tree: Tree, path: Path) -> Verdict | None:
     summary = f"{'lock-order deadlock' if proven else 'possible lock-order deadlock'}: " + \
         ", ".join(f"{n} at {_where(tree, x)}" for n, x in zip(names, nodes, strict=True))
     return Verdict(finding, root_at(tree, first), proven=proven, summary=summary)
+
+
+def _by_exclusion(tree: Tree, path: Path, nodes: list[Node]) -> Verdict:
+    names = [phrases.who(tree, n) for n in nodes]
+    title = (f"Lock-order deadlock among {len(nodes)} threads: "
+             + "; ".join(f"{n} waits at {_where(tree, x)} holding {_holding(tree, x)}"
+                         for n, x in zip(names, nodes, strict=True)))
+    lines = []
+    entry = next((n for n in path.nodes if n in nodes), None)
+    if entry is not None and path.nodes[0] != entry:
+        lines += chain_to(tree, path, entry)[:-1]
+    for node in nodes:
+        held = _held(tree.threads[node])
+        lines.append(f"{phrases.who(tree, node)} {phrases.doing(tree, node)}; holds "
+                     + ", ".join(f"`{s.expression}` ({_site_text(s)})" for s in held))
+    lines.append("each waits, without a timeout, for a different lock, and no other thread "
+                 "of the process holds a lock: the locks they wait for are held by each other")
+    lines += [phrases.stack_line(tree, n, 6) for n in nodes[:3]]
+    first = entry or nodes[0]
+    finding = RULE.finding(
+        cap(lines), title=title, where=f"pid {first[0]}",
+        why="Each thread holds a lock another of them waits for: none of them can continue.",
+        fix="Take the locks in one fixed order everywhere (or hold one at a time); "
+            "`acquire(timeout=...)` turns the hang into an error you can see.")
+    summary = "lock-order deadlock: " + ", ".join(
+        f"{n} at {_where(tree, x)}" for n, x in zip(names, nodes, strict=True))
+    return Verdict(finding, root_at(tree, first), proven=True, summary=summary)
 
 
 def _where(tree: Tree, node: Node) -> str:
