@@ -51,8 +51,11 @@ def _verdict(tree: Tree, path: Path, node: Node, others: list[Node]) -> Verdict:
     threads = (f" while it had {process.threads_at_fork} threads"
                if process.threads_at_fork else "")
     cpu = f"{thread.cpu:.0%}" if thread.cpu is not None else "no"
+    parent_process = tree.processes.get(parent) if parent is not None else None
     lines = [
-        f"{phrases.who_process(tree, pid)} was forked from pid {parent}{threads}",
+        f"pid {pid} ({process.command[:100]}) was forked from pid {parent}"
+        + (f" ({parent_process.command[:100]})" if parent_process is not None else "")
+        + threads,
         f"it used {cpu} CPU over the last {tree.facts.window:g} s and its thread "
         f"{thread.tid} waits in {os.path.basename(gomp.file)} ({gomp.file}) "
         f"[{owner(gomp.file) or 'not from a pip package'}]",

@@ -16,6 +16,8 @@ _SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7
 def seconds(value: float) -> str:
     if value >= 3600:
         return f"{value / 3600:.1f} h"
+    if value < 1:
+        return f"{value:.2f} s"
     return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
 

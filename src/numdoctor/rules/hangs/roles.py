@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shlex
 
-from numdoctor.core.waits.frames import short
 from numdoctor.core.waits.model import ProcessFacts, ThreadFacts, TreeFacts
 from numdoctor.rules.hangs.waits import SUPERVISOR, Wait
 
@@ -62,7 +61,8 @@ class Roles:
         if role == "mp-process":
             task = wait.task if wait is not None else None
             return "multiprocessing.Process" + (
-                f" running {short(task.function)}" if task is not None else "")
+                f" running {task.function.split('.<locals>', 1)[0]}" if task is not None
+                else "")
         if wait is not None and wait.kind == SUPERVISOR:
             return "torchrun agent"
         if "multiprocessing.resource_tracker" in process.command:

@@ -247,6 +247,12 @@ def classify(process: ProcessFacts, thread: ThreadFacts) -> Wait:
     if user_index is None and any(is_helper_frame(f) for f in python):
         wait.helper = True
     _from_kernel(thread, wait, frames)
+    if wait.kind == SLEEP and thread.sleep_left is not None and thread.sleep_left < 1.0 and \
+            (thread.cpu or 0.0) >= 0.2:
+        # Short sleeps between bursts of work: a loop that works (slowly), not a wait.
+        wait.kind = BUSY
+        wait.detail = "working between short sleeps"
+        return wait
     _lock_site(wait)
     _object(wait)
     if not python and thread.tid != process.pid:
