@@ -237,3 +237,14 @@ def test_ranks_on_other_machines_are_named_but_never_proven():
     assert diagnosis.findings[0].code == "HANG010"
     assert not diagnosis.proven
     assert "ranks 2, 3" in diagnosis.findings[0].title
+
+
+def test_a_child_that_ran_another_program_is_not_taken_for_a_dead_pool_worker():
+    idle = [lib("get", "multiprocessing/queues.py"), lib("worker", "multiprocessing/pool.py"),
+            lib("_bootstrap", "multiprocessing/process.py")]
+    failed = Fate(pid=300, ppid=100, exit_code=1, command="git rev-parse HEAD")
+    facts = _pool(idle, [failed])
+    facts.processes[0].command = "python train.py"
+    diagnosis = analyse(facts)
+    assert diagnosis.findings[0].code != "HANG008"
+    assert not diagnosis.proven

@@ -117,7 +117,12 @@ class Tree:
         return working[0] if working else (main or nodes[0])
 
     def dead_children(self, pid: int) -> list[Fate]:
-        return [f for f in self.gone if f.ppid == pid and abnormal(f)]
+        """Children of `pid` that died abnormally and may have been its workers: a child
+        known to have run another program (`false`, a compiler) is not a worker."""
+        parent = self.processes.get(pid)
+        program = _program(parent.command) if parent is not None else ""
+        return [f for f in self.gone if f.ppid == pid and abnormal(f) and
+                (not f.command or not program or _program(f.command) == program)]
 
     def worker_processes(self, pid: int, role: str) -> list[int]:
         found = []
@@ -272,6 +277,13 @@ class Tree:
                     edges.append(Edge(node, self.waits[node].kind, target,
                                       why=f"holds the other end of {endpoint.text}"))
         return edges
+
+
+def _program(command: str) -> str:
+    import os
+
+    words = command.split()
+    return os.path.basename(words[0]) if words else ""
 
 
 def _site_text(site: LockSite) -> str:
