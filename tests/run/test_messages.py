@@ -103,8 +103,8 @@ MESSAGES = {
               "but your machine doesn't support:\n(AVX2).",
     "MSG005": "ImportError: /lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.30' not "
               "found (required by /env/lib/python3.11/site-packages/scipy/_lib/_x.so)",
-    "MSG006": "RuntimeError: DataLoader worker (pid 4242) is killed by signal: Segmentation "
-              "fault.",
+    "MSG006": "concurrent.futures.process.BrokenProcessPool: A process in the process pool "
+              "was terminated abruptly while the future was running or pending.",
     "MSG007": "OpenBLAS Warning : Detect OpenMP Loop and this application may hang. Please "
               "rebuild the library with USE_OPENMP=1 option.",
     "ABI001": "A module that was compiled using NumPy 1.x cannot be run in\nNumPy 2.0.0 as it "

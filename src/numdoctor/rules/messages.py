@@ -213,7 +213,9 @@ _KEYWORDS = re.compile(
     rb"realloc\(\)|munmap_chunk|corrupted size|corrupted double-linked|undefined symbol|"
     rb"' not found \(required by|DataLoader worker|terminated abruptly|BrokenProcessPool|"
     rb"TerminatedWorkerError|unexpectedly terminated|Segmentation fault|Illegal instruction|"
-    rb"Bus error|Floating point exception|Aborted|Killed")
+    rb"Bus error|Floating point exception|Aborted|Killed|Detected mismatch between collectives|"
+    rb"Timed out waiting|Watchdog caught collective|failed to pass monitoredBarrier|"
+    rb"clients joined|wait timeout after|DataLoader timed out|NumPy module was reloaded")
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,21 @@ _ENTRY_PATTERNS: tuple[tuple[str, str], ...] = (
                          r"undefined symbol: (?P<symbol2>\S+)"),
     ("version_not_found", r"version `(?P<version>[A-Z+]+_[\d.]+)' not found \(required by "
                           r"(?P<by>[^)]+)\)"),
+    # Hangs that the frameworks end themselves (a timeout) or report: the same codes as the
+    # hang analysis (numdoctor.rules.hangs).
+    ("dist_mismatch", r"Detected mismatch between collectives on ranks"),
+    ("dist_timeout", r"Timed out waiting (?P<ms>\d+)ms for (?P<op>recv|send) operation to "
+                     r"complete|Watchdog caught collective operation timeout: "
+                     r"(?P<work>WorkNCCL\(.*?\)) ran for (?P<ran>\d+) milliseconds|"
+                     r"Rank (?P<rank>\d+) failed to pass monitoredBarrier in (?P<barrier>\d+) "
+                     r"ms|Timed out after (?P<seconds>\d+) seconds waiting for clients\. "
+                     r"(?P<joined>\d+)/(?P<total>\d+) clients joined|wait timeout after "
+                     r"(?P<wait>\d+)ms, keys: (?P<keys>\S+)"),
+    ("dataloader_timeout", r"DataLoader timed out after (?P<seconds>\d+) seconds"),
+    ("dataloader_worker_died", r"DataLoader worker \(pid(?:\(s\))? (?P<pids>[\d, ]+)\) "
+                               r"(?:is killed by signal: (?P<signal>[^.\n]+)|exited "
+                               r"unexpectedly(?: with exit code (?P<code>-?\d+))?)"),
+    ("numpy_reloaded", r"The NumPy module was reloaded \(imported a second time\)"),
     ("worker_died", r"DataLoader worker \(pid(?:\(s\))? (?P<pids>[\d, ]+)\) (?:is killed by "
                     r"signal: (?P<signal>[^.\n]+)|exited unexpectedly)|A process in the "
                     r"process pool was terminated abruptly|BrokenProcessPool|"
@@ -570,6 +587,76 @@ def _worker_died(hits, ctx):
     return [MSG006.finding(_evidence(hits))]
 
 
+_OP_TYPE = re.compile(r"OpType=(\w+)")
+
+
+def _dist_mismatch(hits, ctx):
+    ops = _OP_TYPE.findall(" ".join([hits[0].line, *hits[0].context]))
+    ranks = re.findall(r"Rank (\d+) is running collective", hits[0].line)
+    detail = ""
+    if len(ops) >= 2 and len(ranks) >= 2:
+        detail = f": rank {ranks[0]} runs {ops[0]}, rank {ranks[1]} runs {ops[1]}"
+    return [get("HANG009").finding(
+        _evidence(hits),
+        title="torch.distributed detected a mismatch between collectives" + detail,
+        why="TORCH_DISTRIBUTED_DEBUG=DETAIL compared the ranks' collectives before running "
+            "them: they differ, so without the check the job would have hung.")]
+
+
+def _dist_timeout(hits, ctx):
+    match = hits[0].match
+    if match.get("rank"):
+        title = (f"Rank {match['rank']} did not reach monitored_barrier within "
+                 f"{int(match['barrier']) / 1000:g} s")
+    elif match.get("joined"):
+        title = (f"The process group timed out: {match['joined']} of {match['total']} ranks "
+                 f"joined within {match['seconds']} s")
+    elif match.get("work"):
+        title = (f"An NCCL collective timed out after {int(match['ran']) / 1000:g} s: "
+                 "a rank never arrived, or the ranks called different collectives")
+    elif match.get("wait"):
+        title = (f"Waiting for other ranks in the store timed out after "
+                 f"{int(match['wait']) / 1000:g} s (keys {match['keys']})")
+    else:
+        title = (f"A gloo collective timed out after {int(match.get('ms', 0)) / 1000:g} s "
+                 f"waiting to {match.get('op', 'recv')}: a rank never arrived, or the ranks "
+                 "called different collectives")
+    return [get("HANG010").finding(
+        _evidence(hits), title=title,
+        why="A collective (or the rendezvous) waits for every rank; the backend's timeout "
+            "ended the wait. Run with TORCH_DISTRIBUTED_DEBUG=DETAIL to see whether the "
+            "ranks called different collectives (HANG009).")]
+
+
+def _dataloader_timeout(hits, ctx):
+    seconds = hits[0].match.get("seconds", "?")
+    return [get("HANG006").finding(
+        _evidence(hits),
+        title=f"A DataLoader worker delivered nothing for {seconds} s (DataLoader timeout)",
+        why="DataLoader(timeout=...) turned a stuck worker into an error: the dataset's code "
+            "in a worker (__getitem__, __iter__, collate_fn) blocked or took too long.")]
+
+
+def _dataloader_worker_died(hits, ctx):
+    match = hits[0].match
+    pids = match.get("pids", "?").strip()
+    how = (f"was killed by signal: {match['signal']}" if match.get("signal") else
+           f"exited with code {match['code']}" if match.get("code") else
+           "exited unexpectedly")
+    return [get("HANG008").finding(
+        _evidence(hits), title=f"DataLoader worker (pid {pids}) {how}",
+        why="A DataLoader worker died with the batch it was preparing; torch noticed and "
+            "raised instead of waiting for it.",
+        fix="Find why the worker died: an OOM kill (OOM001; fewer workers or less memory per "
+            "worker), a crash in native code (SIG findings), or /dev/shm too small (SIG003). "
+            "num_workers=0 runs the dataset in the main process with a full traceback.")]
+
+
+def _numpy_reloaded(hits, ctx):
+    return [get("RELOAD001").finding(
+        _evidence(hits), title="NumPy was imported a second time in this process")]
+
+
 _BUILDERS: dict[str, Callable[[list[Hit], Context], list[Finding]]] = {
     "omp15": _omp15,
     "omp_threads": _omp_threads,
@@ -590,6 +677,11 @@ _BUILDERS: dict[str, Callable[[list[Hit], Context], list[Finding]]] = {
     "undefined_symbol": _undefined_symbol,
     "version_not_found": _version_not_found,
     "worker_died": _worker_died,
+    "dist_mismatch": _dist_mismatch,
+    "dist_timeout": _dist_timeout,
+    "dataloader_timeout": _dataloader_timeout,
+    "dataloader_worker_died": _dataloader_worker_died,
+    "numpy_reloaded": _numpy_reloaded,
 }
 
 

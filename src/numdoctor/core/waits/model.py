@@ -11,8 +11,8 @@ real hangs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
 
 from numdoctor.core.stacks.model import Frame, ThreadStack
 
@@ -41,6 +41,10 @@ class LockSite:
     file: str
     line: int  # the line of the `with` statement or the acquire() call
     function: str = ""
+    # Taking it blocks without a timeout (`with X:`, `X.acquire()`); False for
+    # `X.acquire(timeout=...)` or `blocking=False`; None when not known.
+    untimed: bool | None = None
+    kind: str = ""  # "with" or "acquire"
 
 
 @dataclass
@@ -51,13 +55,16 @@ class FrameContext:
     line: int
     function: str
     text: str = ""  # the source line, stripped
+    calls: list[str] = field(default_factory=list)  # callees on the line, outermost first:
+    # "print", "q.get", "time.sleep"
     acquiring: LockSite | None = None  # the frame is at this `with X:` / `X.acquire()`
     holding: list[LockSite] = field(default_factory=list)  # enclosing blocks, outermost first
 
 
 @dataclass
 class ThreadFacts:
-    tid: int
+    tid: int  # the kernel's thread id; negative for a stack no kernel thread was matched to
+    # (faulthandler names threads by their pthread id), which has no kernel facts
     name: str = ""  # the kernel's thread name (comm)
     state: str = ""  # the kernel's state letter: R, S, D, T, Z
     cpu: float | None = None  # CPUs this thread used over the window (per-thread stat)
@@ -66,8 +73,12 @@ class ThreadFacts:
     args: tuple[int, ...] = ()  # the syscall's arguments, as /proc/<pid>/task/<tid>/syscall
     wchan: str = ""  # the kernel function it sleeps in
     waits_on: Endpoint | None = None  # the fd argument of read/recv/poll/..., resolved
+    waits_on_more: list[Endpoint] = field(default_factory=list)  # poll's other fds
     timed: bool | None = None  # the wait has a timeout (futex/poll/select with one)
+    futex: int | None = None  # futex: the address waited on (tells locks apart)
+    child: int | None = None  # wait4/waitid: the pid waited for (-1: any child)
     sleep_left: float | None = None  # clock_nanosleep: seconds until it wakes
+    sleep_requested: float | None = None  # a relative nanosleep: its whole duration
     stack: ThreadStack | None = None  # Python and native frames, innermost first
     contexts: list[FrameContext] = field(default_factory=list)  # per Python frame, innermost
     # first: the lock sites around it (only for threads that wait)
@@ -83,6 +94,7 @@ class ProcessFacts:
     ppid: int
     command: str = ""
     role: str = ""  # "main", "forked from 12", "child of 12", "re-parented to numdoctor"
+    exe: str = ""  # the executable (/proc/<pid>/exe)
     python: bool = False
     cpu: float | None = None  # CPUs over the window, all threads together
     state: str = ""
@@ -114,6 +126,7 @@ class Fate:
     source: str = "vanished"
     oom_killed: bool = False
     last_stack: ThreadStack | None = None  # its main thread when last sampled, if ever
+    job: dict[str, str] = field(default_factory=dict)  # its RANK etc., when seen alive
 
 
 @dataclass
@@ -139,21 +152,34 @@ class TreeFacts:
         return _tree_from_dict(data)
 
 
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], data: dict[str, Any], **replaced: Any) -> _T:
+    """`cls(**data)` keeping only the fields `cls` has: facts recorded by another numdoctor
+    version (a field added or dropped) still load."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in {**data, **replaced}.items() if k in names})
+
+
 def _stack(data: dict[str, Any] | None) -> ThreadStack | None:
     if not data:
         return None
-    frames = [Frame(**f) for f in data.get("frames", [])]
-    return ThreadStack(**{**data, "frames": frames})
+    return _build(ThreadStack, data, frames=[_build(Frame, f) for f in data.get("frames", [])])
 
 
 def _endpoint(data: dict[str, Any] | None) -> Endpoint | None:
     if not data:
         return None
-    return Endpoint(**{**data, "peers": [tuple(p) for p in data.get("peers", [])]})
+    return _build(Endpoint, data, peers=[tuple(p) for p in data.get("peers", [])])
 
 
 def _site(data: dict[str, Any] | None) -> LockSite | None:
-    return LockSite(**data) if data else None
+    return _build(LockSite, data) if data else None
+
+
+def _endpoints(items: list[dict[str, Any]] | None) -> list[Endpoint]:
+    return [e for e in map(_endpoint, items or []) if e is not None]
 
 
 def _tree_from_dict(data: dict[str, Any]) -> TreeFacts:
@@ -161,16 +187,15 @@ def _tree_from_dict(data: dict[str, Any]) -> TreeFacts:
     for p in data.get("processes", []):
         threads = []
         for t in p.get("threads", []):
-            contexts = [FrameContext(**{**c, "acquiring": _site(c.get("acquiring")),
-                                        "holding": [LockSite(**h) for h in c.get("holding", [])]})
+            contexts = [_build(FrameContext, c, acquiring=_site(c.get("acquiring")),
+                               holding=[_build(LockSite, h) for h in c.get("holding", [])])
                         for c in t.get("contexts", [])]
-            threads.append(ThreadFacts(**{**t, "args": tuple(t.get("args", ())),
-                                          "waits_on": _endpoint(t.get("waits_on")),
-                                          "stack": _stack(t.get("stack")),
-                                          "contexts": contexts}))
-        processes.append(ProcessFacts(**{**p, "threads": threads,
-                                         "fds": [e for e in map(_endpoint, p.get("fds", []))
-                                                 if e is not None]}))
-    fates = [Fate(**{**f, "last_stack": _stack(f.get("last_stack"))})
+            threads.append(_build(ThreadFacts, t, args=tuple(t.get("args", ())),
+                                  waits_on=_endpoint(t.get("waits_on")),
+                                  waits_on_more=_endpoints(t.get("waits_on_more")),
+                                  stack=_stack(t.get("stack")), contexts=contexts))
+        processes.append(_build(ProcessFacts, p, threads=threads,
+                                fds=_endpoints(p.get("fds"))))
+    fates = [_build(Fate, f, last_stack=_stack(f.get("last_stack")))
              for f in data.get("fates", [])]
-    return TreeFacts(**{**data, "processes": processes, "fates": fates})
+    return _build(TreeFacts, data, processes=processes, fates=fates)
