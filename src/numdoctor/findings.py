@@ -70,8 +70,10 @@ class Finding:
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
-    """Most severe first, then by code, so reports are stable across runs."""
-    return sorted(findings, key=lambda f: (-f.severity.rank, f.code, f.where, f.title))
+    """Most severe first; among equals, the order the stage gave them. A stage puts its
+    headline first (the root of a hang before the threads that wait for it, the crash before
+    what it printed); `check`'s rules run in code order, so its reports stay stable."""
+    return sorted(findings, key=lambda f: -f.severity.rank)
 
 
 def merge_findings(first: list[Finding], more: list[Finding]) -> list[Finding]:

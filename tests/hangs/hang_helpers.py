@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from numdoctor.core import procfs, tree
+from numdoctor.core.rundir import RunDir
+from numdoctor.core.stacks.ladder import Dumper, Target
 from numdoctor.core.waits import TreeFacts, collect
 from numdoctor.rules.hangs import HangDiagnosis, analyse
-from numdoctor.supervise import launcher
-from numdoctor.supervise.stacks import Dumper, Target, read_info
 
 PROGRAMS = Path(__file__).parent / "programs"
 FACTS = Path(__file__).parent / "facts"
@@ -70,7 +71,7 @@ def expected_line(program: Path, label: str) -> int:
 def _tree_ticks(pids: list[int]) -> int:
     total = 0
     for pid in pids:
-        fields = launcher.stat_fields(pid)
+        fields = procfs.stat_fields(pid)
         if fields and len(fields) > 12:
             total += int(fields[11]) + int(fields[12])
     return total
@@ -82,7 +83,7 @@ def _wait_idle(root: int, *, limit: float, quiet: float = 0.6) -> None:
     deadline = time.monotonic() + limit
     calm_since = None
     while time.monotonic() < deadline:
-        pids = [root, *launcher.descendants(root)]
+        pids = [root, *tree.descendants(root)]
         before = _tree_ticks(pids)
         time.sleep(0.2)
         used = (_tree_ticks(pids) - before) / hz / 0.2
@@ -98,16 +99,15 @@ def _wait_idle(root: int, *, limit: float, quiet: float = 0.6) -> None:
 def observe(name: str, *args: str, torchrun: bool = False, idle: bool = True,
             limit: float = 90.0, settle: float = 0.0) -> Hung:
     program = PROGRAMS / f"{name}.py"
-    run_dir = tempfile.mkdtemp(prefix=f"numdoctor-hang-{name}-")
-    dump_signal = launcher.default_dump_signal()
-    env = launcher.Launch(run_dir, dump_signal, os.path.join(run_dir, "heartbeat"),
-                          None).environment(os.environ)
+    supervision = RunDir(tempfile.mkdtemp(prefix=f"numdoctor-hang-{name}-"))
+    run_dir, dump_signal = supervision.path, supervision.dump_signal
+    env = supervision.environment(os.environ)
     env.pop("KMP_DUPLICATE_LIB_OK", None)
     command = ([TORCHRUN, "--standalone", "--nproc-per-node", "2", str(program), *args]
                if torchrun else [PYTHON, str(program), *args])
     started = time.monotonic()
     stderr = open(os.path.join(run_dir, "stderr.txt"), "wb")
-    # As launcher.spawn does (a session of its own), but with a stdin nobody writes to: the
+    # As tree.spawn does (a session of its own), but with a stdin nobody writes to: the
     # stdin fixture waits on it.
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=stderr.fileno(), cwd=str(PROGRAMS), start_new_session=True)
@@ -136,17 +136,17 @@ def observe(name: str, *args: str, torchrun: bool = False, idle: bool = True,
         if child.poll() is not None:
             raise AssertionError(f"{name} exited ({child.returncode}) instead of hanging; "
                                  "stderr:\n" + Path(run_dir, "stderr.txt").read_text()[-3000:])
-        pids = [child.pid, *launcher.descendants(child.pid)]
-        infos = read_info(run_dir)
+        pids = [child.pid, *tree.descendants(child.pid)]
+        infos = RunDir(run_dir).infos()
         targets = [Target(pid, python=pid in infos or "python" in os.path.basename(
             os.readlink(f"/proc/{pid}/exe")), dumpable=bool(infos.get(pid, {}).get("dumps")))
-            for pid in pids if launcher.alive(pid)]
+            for pid in pids if procfs.alive(pid)]
         dumper = Dumper(run_dir, dump_signal)
         facts = collect(pids, main_pid=child.pid, run_dir=run_dir, started=started, window=0.3,
                         stacks=lambda: dumper.dump(targets, tool_timeout=20))
         diagnosis = analyse(facts)
     finally:
-        launcher.kill_tree(child.pid, group=child.pid)
+        tree.kill_tree(child.pid, session=child.pid, include_root=True)
         child.wait(10)
         stderr.close()
         for stream in (child.stdin, child.stdout):

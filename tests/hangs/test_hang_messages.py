@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from numdoctor.supervise.messages import Context, MessageScanner, findings
+from numdoctor.rules.messages import Context, MessageScanner, findings
 
 MESSAGES = {
     "HANG009 mismatch": (

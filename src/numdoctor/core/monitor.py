@@ -301,6 +301,27 @@ class Monitor:
                        if p.last_seen >= since), default=0.0)
         return tree < IDLE_TREE_CPU and busiest < IDLE_CPU
 
+    def idle_for(self, now: float) -> float | None:
+        """Seconds the tree has been idle up to `now` (its CPU use below the idle threshold
+        from that point on), or None when it is not idle now or the samples cannot tell."""
+        history = self.tree_history
+        if len(history) < 2:
+            return None
+        end = history[-1]
+        since: float | None = None
+        for point in reversed(history):
+            if point is end:
+                continue
+            elapsed = end[0] - point[0]
+            if elapsed <= 0:
+                continue
+            if (end[1] - point[1]) / elapsed >= IDLE_TREE_CPU:
+                break
+            since = point[0]
+        if since is None:
+            return None
+        return max(0.0, now - since)
+
     def live(self) -> list[Proc]:
         return [p for p in self.procs.values() if not p.gone]
 

@@ -409,6 +409,15 @@ def _evidence(hits: list[Hit], extra: Iterable[str] = ()) -> list[str]:
     return lines
 
 
+def _declared(module: str, name: str) -> Rule:
+    """A code declared by the module whose diagnosis the message confirms (imported when a
+    message needs it)."""
+    import importlib
+
+    rule_: Rule = getattr(importlib.import_module(f"numdoctor.rules.{module}"), name)
+    return rule_
+
+
 def _check_rule(module: str, check: str) -> Rule:
     """The Rule of a `check` rule with the same cause (imported when a message needs it: the
     scanner itself runs from the start of a supervised program and must stay light)."""
@@ -596,7 +605,7 @@ def _dist_mismatch(hits, ctx):
     detail = ""
     if len(ops) >= 2 and len(ranks) >= 2:
         detail = f": rank {ranks[0]} runs {ops[0]}, rank {ranks[1]} runs {ops[1]}"
-    return [get("HANG009").finding(
+    return [_declared("hangs.collectives", "MISMATCH").finding(
         _evidence(hits),
         title="torch.distributed detected a mismatch between collectives" + detail,
         why="TORCH_DISTRIBUTED_DEBUG=DETAIL compared the ranks' collectives before running "
@@ -621,7 +630,7 @@ def _dist_timeout(hits, ctx):
         title = (f"A gloo collective timed out after {int(match.get('ms', 0)) / 1000:g} s "
                  f"waiting to {match.get('op', 'recv')}: a rank never arrived, or the ranks "
                  "called different collectives")
-    return [get("HANG010").finding(
+    return [_declared("hangs.collectives", "MISSING").finding(
         _evidence(hits), title=title,
         why="A collective (or the rendezvous) waits for every rank; the backend's timeout "
             "ended the wait. Run with TORCH_DISTRIBUTED_DEBUG=DETAIL to see whether the "
@@ -630,7 +639,7 @@ def _dist_timeout(hits, ctx):
 
 def _dataloader_timeout(hits, ctx):
     seconds = hits[0].match.get("seconds", "?")
-    return [get("HANG006").finding(
+    return [_declared("hangs.dataloader", "RULE").finding(
         _evidence(hits),
         title=f"A DataLoader worker delivered nothing for {seconds} s (DataLoader timeout)",
         why="DataLoader(timeout=...) turned a stuck worker into an error: the dataset's code "
@@ -643,7 +652,7 @@ def _dataloader_worker_died(hits, ctx):
     how = (f"was killed by signal: {match['signal']}" if match.get("signal") else
            f"exited with code {match['code']}" if match.get("code") else
            "exited unexpectedly")
-    return [get("HANG008").finding(
+    return [_declared("hangs.pools", "RULE").finding(
         _evidence(hits), title=f"DataLoader worker (pid {pids}) {how}",
         why="A DataLoader worker died with the batch it was preparing; torch noticed and "
             "raised instead of waiting for it.",
@@ -653,7 +662,7 @@ def _dataloader_worker_died(hits, ctx):
 
 
 def _numpy_reloaded(hits, ctx):
-    return [get("RELOAD001").finding(
+    return [_check_rule("binary", "module_reloaded").finding(
         _evidence(hits), title="NumPy was imported a second time in this process")]
 
 

@@ -23,24 +23,41 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from numdoctor.core import isa, tree
 from numdoctor.core.facts import Death, ProcView
 from numdoctor.core.kmsg import KernelEvent, KernelLog
 from numdoctor.core.monitor import Monitor
 from numdoctor.core.procfs import alive, command_line
-from numdoctor.core.rundir import RunDir
+from numdoctor.core.rundir import INJECT_DIR, RunDir
 from numdoctor.core.stacks.ladder import Dumper, Target
 from numdoctor.core.stacks.model import Frame, ProcessStacks
 from numdoctor.core.stacks.pyspy import PTRACE_FIX
 from numdoctor.core.status import Exit, Status, from_wait_status, status_of
 from numdoctor.findings import Finding, merge_findings
 from numdoctor.rules.messages import Context, Hit, shell_deaths
-from numdoctor.rules.run import crash, gpu, hang, memory
+from numdoctor.rules.run import crash, gpu, memory
 from numdoctor.supervise.packages import add_site_dirs, annotate, package_of
 
+if TYPE_CHECKING:
+    from numdoctor.core.waits.model import Fate, TreeFacts
+    from numdoctor.rules.hangs import HangDiagnosis
+
 _PYTHON_EXE = re.compile(r"^(?:python|pypy)[\d.]*[dmu]*$")
+
+
+@dataclass
+class Examination:
+    """The tree at one moment, and who waits for whom in it."""
+
+    views: list[ProcView]
+    stacks: dict[int, ProcessStacks]
+    facts: TreeFacts
+    diagnosis: HangDiagnosis
+    interpreters: tuple[str, ...]
+    taken: float  # monotonic
 
 
 @dataclass
@@ -53,6 +70,7 @@ class Incident:
     findings: list[Finding]
     window: float
     detected: float  # monotonic
+    diagnosis: HangDiagnosis | None = None
 
 
 @dataclass
@@ -90,7 +108,7 @@ class Watch:
                                exclude=lambda: self.helpers)
         self.monitor.track(main_pid)
         self.kernel = kernel
-        self.hide = hide
+        self.hide = _injected if hide is None else (lambda f: _injected(f) or hide(f))
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
         self.mapped: set[str] = set()  # libraries seen mapped, for the kernel log's names
@@ -215,32 +233,89 @@ class Watch:
                        main_pid=self.main_pid, owner=package_of)
 
     # -- the tree is stuck -------------------------------------------------------------------
-    def incident(self, status: Status, *, window: float, silent_for: float, elapsed: float,
-                 timeout: float | None, messages: list[Finding]) -> Incident:
-        """Dump every process, then diagnose. The caller kills the tree afterwards."""
-        detected = time.monotonic()
-        self.monitor.discover(detected)
-        self.monitor.sample(detected)
+    def examine(self, window: float, *, quick: bool = False,
+                confirmed: bool = False) -> Examination:
+        """Who waits for whom now: the process table, every thread's stacks and the kernel's
+        view of each wait, and the hang analysis of them (numdoctor.rules.hangs)."""
+        from numdoctor.core.waits import collect
+        from numdoctor.rules.hangs import analyse
+
+        now = time.monotonic()
+        self.monitor.discover(now)
+        self.monitor.sample(now)
         infos = self.infos()
-        views = self.views(infos, window, detected)
+        views = self.views(infos, window, now)
+        taken: dict[int, ProcessStacks] = {}
+
+        def stacks() -> dict[int, ProcessStacks]:
+            # Read by `collect` after the kernel's view of each thread: a dump tool stops the
+            # process, and the wait it interrupts no longer says how long it had left.
+            taken.update(self.dump(views, infos, quick=quick))
+            return taken
+
+        started = time.monotonic()
+        idle_for = self.monitor.idle_for(now)
+        facts = collect([v.pid for v in views], main_pid=self.main_pid, stacks=stacks,
+                        roles={v.pid: v.role for v in views}, fates=self.fates(),
+                        started=self.started, window=0.1 if quick else 0.3,
+                        run_dir=self.run_dir.path, idle_for=idle_for,
+                        kernel=self.kernel.poll() if self.kernel is not None else (),
+                        confirmed=confirmed)
+        diagnosis = analyse(facts)
+        self.timings["examine"] = self.timings.get("examine", 0.0) + \
+            time.monotonic() - started
+        return Examination(views, taken, facts, diagnosis, self.interpreters(infos), now)
+
+    def fates(self) -> list[Fate]:
+        """The orphans this process reaped, as the hang analysis sees them (the run
+        directory's records of what the tree's own processes reaped are read with them)."""
+        from numdoctor.core.waits.model import Fate
+
+        found = []
+        for pid, (status, when) in self.reaped.items():
+            ended = from_wait_status(status)
+            proc = self.monitor.known(pid)
+            found.append(Fate(pid=pid, ppid=proc.ppid if proc else None,
+                              command=" ".join(proc.cmdline) if proc else "",
+                              ended=round(when - self.started, 3),
+                              exit_code=None if ended.signal else ended.code,
+                              signal=ended.signal, source="numdoctor reaped it"))
+        return found
+
+    def incident(self, status: Status, *, window: float, silent_for: float, elapsed: float,
+                 timeout: float | None, messages: list[Finding],
+                 examination: Examination | None = None) -> Incident:
+        """Dump every process, then diagnose. The caller kills the tree afterwards.
+        `examination`: one already made (a proven deadlock), reused as it is."""
+        detected = time.monotonic()
         reading = self.monitor.gpu_reading()
-        stacks = self.dump(views, infos, quick=status is Status.INTERRUPTED)
-        interpreters = self.interpreters(infos)
+        seen = examination or self.examine(window, quick=status is Status.INTERRUPTED)
         tree_cpu = self.monitor.tree_cpu_since(detected - window)
         found: list[Finding] = []
-        found += hang.fork_findings(views, stacks, window)
-        if status in (Status.HANG, Status.SPINNING, Status.TIMEOUT):
-            found += hang.hang_findings(
-                status.value, window=window, silent_for=silent_for, elapsed=elapsed,
-                views=views, stacks=stacks, tree_cpu=tree_cpu, timeout=timeout,
-                interpreters=interpreters)
+        if status is Status.TIMEOUT and timeout is not None:
+            from numdoctor.rules.hangs.timeout import timeout_finding
+
+            found.append(timeout_finding(
+                timeout=timeout, elapsed=elapsed, silent_for=silent_for, window=window,
+                tree_cpu=tree_cpu, views=seen.views, stacks=seen.stacks,
+                interpreters=seen.interpreters))
+        diagnosed = list(seen.diagnosis.findings)
+        if diagnosed and status in (Status.HANG, Status.SPINNING):
+            first = diagnosed[0]
+            cpu = f"{(tree_cpu or 0):.0%}"
+            context = (f"no output and no heartbeat for {silent_for:.1f} s; the whole tree "
+                       f"used {cpu} of one CPU over the last {window:g} s")
+            diagnosed[0] = replace(first, evidence=(context, *first.evidence))
+        found += diagnosed
         found += messages
-        found += memory.leak_findings(views)
-        gpu_finding = gpu.gpu_finding(reading, moment="hang", tree_pids={v.pid for v in views},
+        found += memory.leak_findings(seen.views)
+        gpu_finding = gpu.gpu_finding(reading, moment="hang",
+                                      tree_pids={v.pid for v in seen.views},
                                       host_idle=self.monitor.idle_since(detected - window))
         if gpu_finding is not None:
             found.append(gpu_finding)
-        return Incident(status, views, stacks, found, window, detected)
+        return Incident(status, seen.views, seen.stacks, found, window, detected,
+                        diagnosis=seen.diagnosis)
 
     # -- the tree ended on its own -----------------------------------------------------------
     def ending(self, main_status: int, *, hits: dict[str, list[Hit]],
@@ -347,6 +422,11 @@ class Watch:
                       peak_rss=proc.peak_rss if proc else 0, mapped=mapped)
         _read_kernel_library(death)
         return death
+
+
+def _injected(frame: Frame) -> bool:
+    """numdoctor's own hook in the program (the wrapper that records reaped children)."""
+    return frame.kind == "python" and frame.file.startswith(INJECT_DIR)
 
 
 def _without(frames: list[Frame], hide: Callable[[Frame], bool]) -> list[Frame]:

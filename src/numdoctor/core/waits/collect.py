@@ -4,7 +4,7 @@ What it costs: two reads of every thread's /proc stat `window` seconds apart (th
 between costs no CPU), one read of each thread's syscall and wchan, the fd table of each
 process, and, only for threads that wait on an fd, the pipe/socket lookups; the source files
 of waiting frames are parsed once per supervision (cached). The stacks come from the dump
-ladder (`numdoctor.supervise.stacks.Dumper`), taken by the caller.
+ladder (`numdoctor.core.stacks.ladder.Dumper`), taken by the caller.
 """
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ def _cpu_ticks(pids: list[int]) -> dict[int, dict[int, tuple[str, int, str]]]:
 def _infos(run_dir: str | None) -> dict[int, dict[str, Any]]:
     if not run_dir:
         return {}
-    from numdoctor.supervise.stacks import read_info
+    from numdoctor.core.rundir import RunDir
 
-    return read_info(run_dir)
+    return RunDir(run_dir).infos()
 
 
 def _process(pid: int, main_pid: int, roles: dict[int, str],

@@ -15,7 +15,7 @@ from numdoctor.core.stacks.model import Frame
 
 _STDLIB = re.compile(r"[\\/]lib[\\/]python\d+(?:\.\d+)?t?[\\/](?!.*(?:site|dist)-packages)")
 _SITE = re.compile(r"[\\/](?:site|dist)-packages[\\/]")
-_INJECTED = os.path.join("supervise", "inject", "sitecustomize.py")
+_INJECTED = os.path.join("numdoctor", "core", "inject", "sitecustomize.py")
 # Below these frames, a forked child's stack is its parent's history (the code that forked).
 _FORK_POINTS = (("stdlib:multiprocessing/popen_fork.py", "_launch"),
                 ("stdlib:multiprocessing/forkserver.py", "_serve_one"))

@@ -37,10 +37,8 @@ def analyse(facts: TreeFacts) -> HangDiagnosis:
     tree = Tree(facts)
     start = start_node(tree)
     if start is None:
-        from numdoctor.rules.registry import get
-
         summary = "no process of the tree could be read"
-        finding = get("HANG001").finding(
+        finding = fallback.HANG001.finding(
             [f"the facts hold {len(facts.processes)} process(es) and no thread"],
             title="No progress, and no thread of the program could be read")
         return HangDiagnosis(findings=[finding], summary=summary)
