@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from numdoctor.findings import Report, sort_findings
+from numdoctor.redact import redact_text
 
 _FAMILIES = ("blas", "openmp")
 _FAMILY_NAMES = {"blas": "BLAS", "openmp": "OpenMP"}
@@ -67,7 +68,10 @@ class EnvironmentSummary:
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
         report = _check()
-        write = terminalreporter.write_line
+
+        def write(line: str, **markup: bool) -> None:
+            terminalreporter.write_line(redact_text(line), **markup)
+
         terminalreporter.write_sep("=", "numdoctor")
         before = {lib.get("path") for lib in _libraries(self.at_start)} if self.at_start else set()
         loaded = [lib for lib in _libraries(report) if lib.get("path") not in before]

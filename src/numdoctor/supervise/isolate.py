@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from numdoctor.findings import Finding, Report
+from numdoctor.redact import redact_text
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ class IsolateError(RuntimeError):
             lines.append(f"  {finding.severity.value.upper()} {finding.code}{where}: "
                          f"{finding.title}")
             lines.extend(f"      {e}" for e in finding.evidence[:3])
-        return "\n".join(lines)
+        return redact_text("\n".join(lines))
 
 
 class HangError(IsolateError):
