@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from numdoctor.findings import Report, sort_findings
-from numdoctor.redact import redact_text
 
 _FAMILIES = ("blas", "openmp")
 _FAMILY_NAMES = {"blas": "BLAS", "openmp": "OpenMP"}
@@ -67,6 +66,8 @@ class EnvironmentSummary:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        from numdoctor.redact import redact_text
+
         report = _check()
 
         def write(line: str, **markup: bool) -> None:

@@ -8,7 +8,6 @@ from typing import Literal
 import pytest
 
 from numdoctor.findings import Finding
-from numdoctor.redact import redact_text
 
 Phase = Literal["setup", "call", "teardown"]
 
@@ -48,6 +47,8 @@ def failed_report(item: pytest.Item, when: Phase, text: str, message: str, *,
                   user_properties: list[tuple[str, object]]) -> pytest.TestReport:
     """The report of a test numdoctor saw fail from outside; its text, message and captured
     output are masked here, the one place they all pass (docs/redaction.md)."""
+    from numdoctor.redact import redact_text
+
     path, lineno, _ = item.location
     crash = CrashLine(path, (lineno or 0) + 1, redact_text(message))
     sections = [(title, redact_text(content)) for title, content in sections]

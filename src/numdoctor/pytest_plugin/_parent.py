@@ -50,7 +50,6 @@ from numdoctor.pytest_plugin._failure import (
     tail,
 )
 from numdoctor.pytest_plugin._processes import Killed, kill_tree, preload
-from numdoctor.redact import redact_text
 
 # Seconds a subprocess may take to start the test; past that it is treated as hung. A fork
 # starts in milliseconds (unless fork-unsafe state deadlocks it); a fresh interpreter imports
@@ -171,6 +170,8 @@ class IsolationRunner:
         terminalreporter.write_line(f"tests run isolated: {', '.join(parts)}")
         if spawned and self.fork_hazard is not None and self.start_method == "auto":
             terminalreporter.write_line(f"  fresh interpreters because {self._hazard_text()}")
+        from numdoctor.redact import redact_text
+
         for line in self.incidents:
             terminalreporter.write_line(redact_text(line))
 

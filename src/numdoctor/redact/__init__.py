@@ -8,7 +8,9 @@ reports, `numdoctor.isolate()`'s exceptions). docs/redaction.md lists the rules.
 - `redact_text(text)`: secrets in free text (`text.py`);
 - `redact_tree(data)`: the same in every string of a JSON-like report, plus the values under
   secret keys (`TF_PASSWORD: ...`) and the argument after a secret flag in argv lists;
-- `redact_environment(env)`, `redact_argv(argv)`: the same for one mapping or command line.
+- `redact_environment(env)`, `redact_argv(argv)`: the same for one mapping or command line;
+- `clip_tail(text, limit)`: the end of a long text (a traceback) for the facts, masked before
+  it is cut: a token cut in half has lost the prefix that makes it recognisable.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 from numdoctor.redact.names import Kind, is_secret_name, is_userinfo_flag
 from numdoctor.redact.text import REDACTED, looks_like_path, redact_text
 
-__all__ = ["REDACTED", "is_secret_name", "redact_argv", "redact_environment", "redact_text",
-           "redact_tree"]
+__all__ = ["REDACTED", "clip_tail", "is_secret_name", "redact_argv", "redact_environment",
+           "redact_text", "redact_tree"]
 
 
 def _secret_value(name: str, value: str) -> str:
@@ -73,3 +75,12 @@ def _item(key: object, value: Any) -> Any:
             key.replace("-", "_").replace(".", "_").isidentifier():
         return _secret_value(key, value)
     return redact_tree(value)
+
+
+def clip_tail(text: str, limit: int) -> str:
+    """The last `limit` characters of `text` or fewer, from the start of a line, masked."""
+    if len(text) <= limit:
+        return text
+    tail = redact_text(text)[-limit:]
+    newline = tail.find("\n")
+    return tail[newline + 1:] if 0 <= newline < len(tail) - 1 else tail

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WORD = re.compile(r"[A-Z]+[0-9]*(?![a-z])|[A-Z]?[a-z]+[0-9]*|[0-9]+")
 
 # Last words that name a secret on their own.
 _SECRET = frozenset({
@@ -99,8 +99,8 @@ def is_secret_name(name: str, kind: Kind | None = None) -> bool:
         parts.pop()
     if not parts:
         return False
-    head = parts[-1]
-    before = parts[-2] if len(parts) > 1 else None
+    head = parts[-1].rstrip("0123456789")  # PASSWORD2
+    before = parts[-2].rstrip("0123456789") if len(parts) > 1 else None
     if before in _NOT_A_SECRET_AFTER:
         return False
     if head in _SECRET or head.endswith(_SECRET_ENDINGS):

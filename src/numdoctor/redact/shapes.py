@@ -123,10 +123,11 @@ def mask_tokens(text: str, mask: str) -> str:
 
 # PEM private keys, PGP private key blocks. A block cut short (a report keeps only the tail of
 # stderr, the head of an evidence line) is masked down to its last base64 line.
+_NEWLINE = r"[ \t]*(?:\r?\n|\\n)"  # a real one, or `\n` in a JSON string
 PRIVATE_KEY_BLOCK = re.compile(
     r"-----BEGIN (?P<label>[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----"
-    r"(?:[\s\S]*?-----END (?P=label)-----|(?:[ \t]*(?:\r?\n|\\n)[ \t]*"
-    r"(?:[A-Za-z0-9+/=]+|[A-Za-z\-]+:[^\n]*)?)*)")
+    rf"(?:[\s\S]*?-----END (?P=label)-----|(?:{_NEWLINE}(?:{_NEWLINE})?[ \t]*"
+    r"(?:[A-Za-z\-]+: [^\n]*|[A-Za-z0-9+/=]+))*)")
 
 # `Authorization: Bearer <token>` is taken care of by its name; a bearer token quoted alone
 # (`-H "Bearer ..."`, an exception message) is recognised by the word in front of it.

@@ -27,8 +27,9 @@ from numdoctor.redact.shapes import BEARER, PREFIXES, PRIVATE_KEY_BLOCK, mask_to
 
 REDACTED = "[REDACTED]"
 
-# The scheme is not needed to find the password: `://user:PASSWORD@`.
-_URL_PASSWORD = re.compile(r"://[^\s/?#@:\"'<>]*:(?P<password>[^\s/?#\"'<>]+)@")
+# The scheme is not needed to find the password: `://user:PASSWORD@`. A password may hold
+# `?`, `#` and `@` unencoded (people write them so); the last `@` before the host ends it.
+_URL_PASSWORD = re.compile(r"://[^\s/?#@:\"'<>]*:(?P<password>[^\s/\"'<>]+)@")
 
 # The scan for named values runs on an ASCII-lower-cased copy of the text (same length, same
 # offsets), where a few literal words find the candidates fast; each hit is then widened to

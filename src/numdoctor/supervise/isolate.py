@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from numdoctor.findings import Finding, Report
-from numdoctor.redact import redact_text
 
 T = TypeVar("T")
 
@@ -48,6 +47,8 @@ class IsolateError(RuntimeError):
                                      if p.get("role") == "main"), None)
 
     def __str__(self) -> str:
+        from numdoctor.redact import redact_text
+
         lines = [self.summary]
         for finding in self.findings[:3]:
             where = f" [{finding.where}]" if finding.where else ""
