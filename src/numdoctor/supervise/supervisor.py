@@ -445,6 +445,7 @@ class _Supervision:
         return ended.describe() + " while numdoctor was stopping it"
 
     def _views(self, infos: dict[int, dict], window: float, now: float) -> list:
+        from numdoctor.redact import redact_text
         from numdoctor.supervise.diagnose import ProcView
 
         views = []
@@ -471,8 +472,8 @@ class _Supervision:
             argv = info.get("argv") or _cmdline(proc.pid) or proc.cmdline
             command = shlex.join(argv) if argv else proc.name
             command = command.replace("\n", "\\n")
-            views.append(ProcView(
-                pid=proc.pid, ppid=proc.ppid, command=command[:200], role=role,
+            views.append(ProcView(  # masked before the cut: half a secret has no shape
+                pid=proc.pid, ppid=proc.ppid, command=redact_text(command)[:200], role=role,
                 cpu=proc.cpu_since(now - window), state=proc.state,
                 python=proc.pid in infos or bool(_PYTHON_EXE.match(os.path.basename(proc.exe)
                                                                    or proc.name)),
