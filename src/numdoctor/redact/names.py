@@ -9,6 +9,7 @@ value is: `HF_TOKEN` holds a token, `TOKEN_FILE` a file name, `MAX_TOKENS` a cou
 
 from __future__ import annotations
 
+import functools
 import re
 from enum import Enum
 
@@ -88,6 +89,7 @@ def kind_of(name: str) -> Kind:
     return Kind.CODE if any(c.islower() for c in name) else Kind.ENV
 
 
+@functools.lru_cache(maxsize=4096)  # a report repeats its keys and flags thousands of times
 def is_secret_name(name: str, kind: Kind | None = None) -> bool:
     """Does a value under this name hold a secret? (`kind` guessed from the name if None.)"""
     kind = kind_of(name) if kind is None else kind

@@ -71,11 +71,22 @@ PROVIDER_TOKENS: tuple[Shape, ...] = (
 _BEFORE = r"(?<![A-Za-z0-9_\-])"
 _AFTER = r"(?![A-Za-z0-9_\-])"
 
-# One-word tokens: the scan looks at the words of 15 characters or more (the shortest shape)
-# and tries the shapes only on those that start with a known prefix.
-_LONG_WORD = re.compile(r"[A-Za-z0-9_\-]{15,}")
+# One-word tokens: the scan finds the words that start with a known prefix (the prefixes
+# grouped by first letter: Python's regex engine tries an alternation branch by branch), then
+# checks the whole word against the shapes.
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _WORD_SHAPES = tuple(shape for shape in PROVIDER_TOKENS if shape.word)
 _WORD_PREFIXES = tuple(prefix for shape in _WORD_SHAPES for prefix in shape.prefixes)
+
+
+def _by_first_letter(prefixes: tuple[str, ...]) -> str:
+    groups: dict[str, list[str]] = {}
+    for prefix in sorted(set(prefixes), key=len, reverse=True):
+        groups.setdefault(prefix[0], []).append(re.escape(prefix[1:]))
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in groups.items())
+
+
+_WORD_CANDIDATE = re.compile(f"(?:{_by_first_letter(_WORD_PREFIXES)})" + r"[A-Za-z0-9_\-]*")
 _WORD_TOKEN = re.compile("|".join(f"(?:{shape.pattern})" for shape in _WORD_SHAPES))
 # The others are searched for only when one of their prefixes is in the text.
 _OTHER_TOKENS = tuple((shape.prefixes, re.compile(_BEFORE + shape.pattern + _AFTER))
@@ -100,8 +111,9 @@ _AWS_KEY_PAIR = re.compile(
 def mask_tokens(text: str, mask: str) -> str:
     """Replace every provider token in `text` by `mask`, and the AWS secret key next to an
     AWS key id."""
-    words = [m for m in _LONG_WORD.finditer(text)
-             if m[0].startswith(_WORD_PREFIXES) and _WORD_TOKEN.fullmatch(m[0])]
+    words = [m for m in _WORD_CANDIDATE.finditer(text)
+             if (m.start() == 0 or text[m.start() - 1] not in _WORD_CHARS)
+             and _WORD_TOKEN.fullmatch(m[0])]
     if any(m[0].startswith(AWS_ID_PREFIXES) for m in words):
         paired = _AWS_KEY_PAIR.sub(lambda m: f"{mask}{m['gap']}{mask}", text)
         if paired != text:

@@ -19,6 +19,7 @@ is, and stays.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 
@@ -70,6 +71,23 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 def redact_text(text: str) -> str:
     """`text` with every secret it carries replaced by `[REDACTED]`; nothing else changes."""
+    if len(text) <= _CACHED:
+        return _redact_short(text)
+    return _redact(text)
+
+
+# A report's strings repeat (the file and function names of thousands of stack frames).
+_CACHED = 256
+
+
+@functools.lru_cache(maxsize=8192)
+def _redact_short(text: str) -> str:
+    if not _MAYBE.search(text.translate(_LOWER)):
+        return text
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     if len(text) < _SHORT and not _MAYBE.search(text.translate(_LOWER)):
         return text
     if "PRIVATE KEY" in text:
