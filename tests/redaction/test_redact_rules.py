@@ -179,6 +179,13 @@ def test_a_private_key_block_cut_short():
     assert redact_text(encrypted) == f"{REDACTED}\n"
 
 
+def test_values_cut_short_by_a_line_limit():
+    assert redact_text("postgres://alice:s3cr3tUr...") == "postgres://alice:[REDACTED]..."
+    assert redact_text("x --password hunt...") == "x --password [REDACTED]"
+    assert redact_text('{"password": "hunter2...') == '{"password": [REDACTED]'
+    assert redact_text("https://example.com:8080/x...") == "https://example.com:8080/x..."
+
+
 def test_tokens_are_words_not_parts_of_words():
     for text in ("/opt/mask-abcdefghijklmnopqrstuvwxyz0123",
                  "shelf_AbCdEfGhIjKlMnOpQrStUvWxYz012345", "task-0123456789abcdefghijklmnop",

@@ -70,8 +70,8 @@ def _command(process: psutil.Process) -> str:
         words = process.cmdline() or [process.name()]
     except (psutil.Error, OSError):
         return "?"
-    text = " ".join(words)
-    return redact_text(text if len(text) <= 160 else text[:157] + "...")
+    text = redact_text(" ".join(words))  # before the cut: half a secret has no shape
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _gone(process: psutil.Process) -> bool:

@@ -30,7 +30,9 @@ REDACTED = "[REDACTED]"
 
 # The scheme is not needed to find the password: `://user:PASSWORD@`. A password may hold
 # `?`, `#` and `@` unencoded (people write them so); the last `@` before the host ends it.
-_URL_PASSWORD = re.compile(r"://[^\s/?#@:\"'<>]*:(?P<password>[^\s/\"'<>]+)@")
+# A URL cut short by a line limit (`://alice:s3cr...`) is masked up to the ellipsis.
+_URL_PASSWORD = re.compile(r"://[^\s/?#@:\"'<>]*:(?:(?P<password>[^\s/\"'<>]+)@"
+                           r"|(?P<cut>[^\s/\"'<>@]+?)(?=\.\.\.|\u2026))")
 
 # The scan for named values runs on an ASCII-lower-cased copy of the text (same length, same
 # offsets), where a few literal words find the candidates fast; each hit is then widened to
@@ -101,7 +103,7 @@ def _redact(text: str) -> str:
 
 
 def _url_password(match: re.Match[str]) -> str:
-    start, end = match.span("password")
+    start, end = match.span("password" if match["password"] is not None else "cut")
     whole = match[0]
     offset = match.start()
     return whole[:start - offset] + REDACTED + whole[end - offset:]
