@@ -144,11 +144,14 @@ def runs(tmp_path_factory) -> dict[str, Outputs]:
                   "--output", "{output}"),
         "fleet": ("fleet", "--local", "1", "--import", f"numpy,{LEAKY_MODULE}",
                   "--fail-on", "never", "--format", "text", "--output", "{output}"),
+        "fleet probe": ("fleet", "--local", "1", "--probe=--import numpy --op numpy.matmul "
+                        "--orders given --no-minimize " + " ".join(probe_envs),
+                        "--fail-on", "never", "--format", "markdown", "--output", "{output}"),
     }
     outputs = {"check": "report.md", "run hang": "report.txt", "run crash": "report.json",
-               "probe": "report.json", "fleet": "report.txt"}
+               "probe": "report.json", "fleet": "report.txt", "fleet probe": "report.md"}
     if not _have_distributed():
-        del commands["fleet"]
+        del commands["fleet"], commands["fleet probe"]
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         futures = {name: pool.submit(_numdoctor, tmp, name, *args, output=outputs[name])
                    for name, args in commands.items()}
@@ -213,6 +216,17 @@ def test_fleet(runs):
     assert outputs.result.returncode == 0, outputs.stderr[-3000:]
     outputs.assert_no_leak()
     outputs.assert_kept([*BENIGN_ENV_SHOWN, "secret_cmd.py:3", "tokenizer_keys.py:12"])
+    outputs.assert_environment_kept()
+
+
+def test_fleet_probe(runs):
+    if "fleet probe" not in runs:
+        pytest.skip("fleet mode needs dask.distributed")
+    outputs = runs["fleet probe"]
+    assert outputs.result.returncode == 0, outputs.stderr[-3000:]
+    outputs.assert_no_leak()
+    outputs.assert_kept(["KMP_DUPLICATE_LIB_OK=TRUE", "TF_PASSWORD=[REDACTED]",
+                         "HF_TOKEN=[REDACTED]", *BENIGN_ENV_SHOWN])
     outputs.assert_environment_kept()
 
 
