@@ -247,3 +247,16 @@ def test_a_long_traceback_is_masked_before_it_is_cut():
     assert HUGGING_FACE[5:] not in clipped and len(clipped) <= cut
     assert clipped.endswith("for secret_cmd.py:3\n")
     assert clip_tail("short", 4000) == "short"
+
+
+def test_every_secret_name_reaches_the_scan():
+    """The scan looks only where a trigger word is: each secret word must contain one, and
+    the factored regex must find each trigger word."""
+    from numdoctor.redact import names, text
+
+    words = [*names._SECRET, *names._SECRET_ENDINGS, *names._QUALIFIED, *names._QUERY_SECRET]
+    for word in words:
+        assert any(trigger in word for trigger in text._TRIGGER_WORDS), word
+    for trigger in text._TRIGGER_WORDS:
+        assert text._NAMED_HINT.match(f"{trigger}=x"), trigger
+        assert text._MAYBE.search(trigger), trigger
