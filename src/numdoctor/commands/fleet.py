@@ -152,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 report = probe(client, probe_options, timeout=args.timeout, jobs=jobs,
                                imports=modules)
-    except ClusterUnavailable as exc:
-        print(f"numdoctor fleet: {exc}", file=sys.stderr)
+    except ClusterUnavailable as exc:  # it names the address, which may carry a password
+        from numdoctor.redact import redact_text
+
+        print(f"numdoctor fleet: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     emit_report(report, args.format, args.output)
     return 1 if report.fails(args.fail_on) else 0

@@ -137,4 +137,7 @@ class _ScenarioProgress(StderrProgress):
 
     def update(self, label: str, result) -> None:
         outcome = "not run" if result is None else result.outcome
-        self.bar.update(self.task, advance=1, description=f"{outcome}: {label}"[:80])
+        from numdoctor.redact import redact_text
+
+        self.bar.update(self.task, advance=1,
+                        description=redact_text(f"{outcome}: {label}")[:80])

@@ -14,7 +14,6 @@ from typing import Any
 
 from numdoctor.fleet import runner
 from numdoctor.fleet.remote import Collection, collect_member, identity
-from numdoctor.redact import redact_text
 from numdoctor.snapshot.model import Snapshot
 
 WORKER, SCHEDULER, CLIENT = "worker", "scheduler", "client"
@@ -149,8 +148,8 @@ def _member(role: str, address: str, result: runner.MemberResult,
                          status=result.status, seconds=result.seconds,
                          nthreads=info.get("nthreads"))
     if not result.ok:
-        member.error = redact_text(result.error)
-        member.detail = redact_text(result.traceback)
+        member.error = result.error
+        member.detail = result.traceback
         return member
     payload = result.value if isinstance(result.value, dict) else {}
     member.pid = payload.get("pid")
@@ -161,12 +160,12 @@ def _member(role: str, address: str, result: runner.MemberResult,
     status = payload.get("status")
     if status == "hang":
         member.status = runner.HANG
-        member.error = redact_text(str(payload.get("error", "")))
-        member.detail = redact_text(str(payload.get("stack", "")))
+        member.error = str(payload.get("error", ""))
+        member.detail = str(payload.get("stack", ""))
     elif status == "error":
         member.status = runner.ERROR
-        member.error = redact_text(str(payload.get("error", "")))
-        member.detail = redact_text(str(payload.get("traceback", "")))
+        member.error = str(payload.get("error", ""))
+        member.detail = str(payload.get("traceback", ""))
     else:
         _fill(member, payload)
     return member

@@ -115,7 +115,7 @@ def probe_outcome(result: FleetProbe) -> dict[str, Any]:
         "scenarios": [_scenario_dict(p.result.scenario) | {
             "worker": p.worker, "outcome": p.result.outcome,
             "seconds": round(p.result.seconds, 3), "op_seconds": p.result.op_seconds,
-            "detail": redact_text(p.result.detail), "reassigned_from": p.moved_from}
+            "detail": p.result.detail, "reassigned_from": p.moved_from}
             for p in result.placements],
         "not_run": [_scenario_dict(n.scenario) | {"reason": n.reason}
                     for n in result.not_run],
@@ -171,14 +171,14 @@ def _share_dict(share: Share, result: FleetProbe) -> dict[str, Any]:
     return {
         "name": share.name, "host": share.host, "hostname": share.hostname, "pid": share.pid,
         "python": share.python, "jobs": share.jobs, "status": share.status,
-        "stage": share.stage, "error": redact_text(share.error),
-        "detail": redact_text(share.detail), "present": share.present,
+        "stage": share.stage, "error": share.error,
+        "detail": share.detail, "present": share.present,
         "missing": share.result.missing if share.result else [],
-        "environment": {k: redact_text(v) for k, v in share.environment.items()},
+        "environment": dict(share.environment),
         "scenarios": sum(1 for p in result.placements if p.worker == share.address),
         "in_hand": share.in_hand,
         "baselines": {name: {"outcome": r.outcome, "seconds": round(r.seconds, 3),
-                             "op_seconds": r.op_seconds, "detail": redact_text(r.detail)}
+                             "op_seconds": r.op_seconds, "detail": r.detail}
                       for name, r in baselines.items()},
     }
 
@@ -207,7 +207,7 @@ def _workers_section(result: FleetProbe) -> dict[str, Any]:
     for share in result.shares:
         status = share.status if share.status == runner.OK else \
             f"{share.status} ({share.stage})"
-        env = " ".join(f"{k}={redact_text(v)}" for k, v in share.environment.items())
+        env = " ".join(f"{k}={v}" for k, v in share.environment.items())
         missing = share.result.missing if share.result else []
         failures = len(share.result.failures) if share.result else 0
         rows.append([share.address, share.name or "-", share.machine or "-", str(share.jobs),
@@ -225,7 +225,7 @@ def _matrix_section(result: FleetProbe) -> dict[str, Any]:
     for p in sorted(result.placements, key=lambda p: (OUTCOMES.index(p.result.outcome),
                                                       p.result.scenario.label, p.worker)):
         r = p.result
-        detail = redact_text(r.detail)[:120]
+        detail = redact_text(r.detail)[:120]  # before the cut: half a token has no shape
         if p.moved_from:
             detail = f"(re-assigned from {', '.join(p.moved_from)}) {detail}".strip()
         rows.append([r.scenario.label, p.worker, r.outcome, f"{r.seconds:.2f}",

@@ -663,8 +663,10 @@ async def _in_thread(work: Callable[[], dict[str, Any]], limit: float,
 
 
 def _stack_of(thread: threading.Thread) -> str:
+    from numdoctor.redact import clip_tail
+
     frame = sys._current_frames().get(thread.ident or -1)
-    return "".join(traceback.format_stack(frame))[-4000:] if frame is not None else ""
+    return clip_tail("".join(traceback.format_stack(frame)), 4000) if frame is not None else ""
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -105,8 +105,10 @@ class Collection:
             try:
                 self.payload = gather_facts(self.imports, self.import_timeout)
             except BaseException as exc:
+                from numdoctor.redact import clip_tail
+
                 self.payload = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
-                                "traceback": traceback.format_exc()[-4000:]}
+                                "traceback": clip_tail(traceback.format_exc(), 4000)}
             finally:
                 _ONE_AT_A_TIME.release()
         self.finished.set()
@@ -182,4 +184,6 @@ def _stack_of(thread: threading.Thread) -> str:
     frame = sys._current_frames().get(thread.ident or -1)
     if frame is None:
         return ""
-    return "".join(traceback.format_stack(frame))[-4000:]
+    from numdoctor.redact import clip_tail
+
+    return clip_tail("".join(traceback.format_stack(frame)), 4000)

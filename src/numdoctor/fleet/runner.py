@@ -233,9 +233,12 @@ def _failure(address: str, exc: BaseException, start: float) -> MemberResult:
     # Dask's CommClosedError and StreamClosedError are OSErrors, as is "connection refused":
     # the member went away. Anything else was raised by the function or while unpickling it.
     status = LOST if isinstance(exc, OSError) else ERROR
+    from numdoctor.redact import clip_tail
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return MemberResult(address, status, error=f"{type(exc).__name__}: {exc}".rstrip(": "),
-                        traceback=text[-4000:], seconds=round(time.monotonic() - start, 3))
+                        traceback=clip_tail(text, 4000),
+                        seconds=round(time.monotonic() - start, 3))
 
 
 def _result_of(future: concurrent.futures.Future[MemberResult], address: str) -> MemberResult:

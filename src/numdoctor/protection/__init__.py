@@ -48,9 +48,11 @@ class ForkHazardError(RuntimeError):
 
 
 def _fork_message(finding) -> str:
+    from numdoctor.redact import redact_text
+
     lines = [f"numdoctor {finding.code}: {finding.title}", *finding.evidence,
              f"fix: {finding.fix}"]
-    return "\n  ".join(lines)
+    return redact_text("\n  ".join(lines))
 
 
 class Guard:

@@ -258,10 +258,12 @@ class Controller:
                 + "; ".join(self.replaced)
                 + ". Fixtures of session and module scope were set up again in each new "
                   "worker.")
+        from numdoctor.redact import redact_text
+
         for line in self.incidents:
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(redact_text(line))
         for text in self.worker_errors:
-            terminalreporter.write_line(f"worker error: {tail(text, 20)}")
+            terminalreporter.write_line(redact_text(f"worker error: {tail(text, 20)}"))
 
     def pytest_unconfigure(self) -> None:
         if self.shared is not None:

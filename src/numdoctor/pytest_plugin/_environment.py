@@ -66,8 +66,13 @@ class EnvironmentSummary:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        from numdoctor.redact import redact_text
+
         report = _check()
-        write = terminalreporter.write_line
+
+        def write(line: str, **markup: bool) -> None:
+            terminalreporter.write_line(redact_text(line), **markup)
+
         terminalreporter.write_sep("=", "numdoctor")
         before = {lib.get("path") for lib in _libraries(self.at_start)} if self.at_start else set()
         loaded = [lib for lib in _libraries(report) if lib.get("path") not in before]

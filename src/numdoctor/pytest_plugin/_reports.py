@@ -49,12 +49,17 @@ class NumdoctorFailure:
 def failed_report(item: pytest.Item, when: Phase, text: str, message: str, *,
                   sections: list[tuple[str, str]], start: float, stop: float,
                   user_properties: list[tuple[str, object]]) -> pytest.TestReport:
+    """The report of a test numdoctor saw fail from outside; its text, message and captured
+    output are masked here, the one place they all pass (docs/redaction.md)."""
+    from numdoctor.redact import redact_text
+
     path, lineno, _ = item.location
-    crash = CrashLine(path, (lineno or 0) + 1, message)
+    crash = CrashLine(path, (lineno or 0) + 1, redact_text(message))
+    sections = [(title, redact_text(content)) for title, content in sections]
     return pytest.TestReport(
         item.nodeid, item.location, {name: 1 for name in item.keywords}, "failed",
-        NumdoctorFailure(text, crash), when, sections=sections, duration=stop - start,
-        start=start, stop=stop, user_properties=user_properties)
+        NumdoctorFailure(redact_text(text), crash), when, sections=sections,
+        duration=stop - start, start=start, stop=stop, user_properties=user_properties)
 
 
 def passed_report(item: pytest.Item, when: Phase, *, start: float,

@@ -1,7 +1,9 @@
 """Render reports (last stage of the pipeline). Renderers see only the report's plain dict.
 
-Every format goes through the same two secret filters: the dict is redacted before a renderer
-sees it, and the rendered text is scanned once more, so no renderer can leak by mistake.
+Every format of every command goes through the same redaction step (numdoctor.redact,
+docs/redaction.md): the dict is redacted before a renderer sees it (values under secret names,
+the argument after a secret flag), and the rendered text is scanned once more, so no renderer
+can leak by mistake.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from numdoctor.fleet.diff import (
     THREADS,
     Difference,
 )
-from numdoctor.redact import redact_text
 from numdoctor.rules._evidence import VENDOR_NAMES
 from numdoctor.rules.registry import Stage, declare
 from numdoctor.snapshot.environment import THREAD_LIMIT_VARS
@@ -367,7 +366,7 @@ IN_HAND_SHOWN = 5  # scenarios named in the evidence of a worker's failure
 
 def probe_worker_failure(share: Share, result: FleetProbe) -> Finding:
     """FLT002-FLT004 for a worker that could not take its share of a fleet probe."""
-    evidence = [redact_text(share.error)] if share.error else []
+    evidence = [share.error] if share.error else []
     if share.machine:
         evidence.append(f"host {share.machine}" + (f", pid {share.pid}" if share.pid else ""))
     evidence.append(f"during the probe's {share.stage}")
@@ -387,7 +386,7 @@ def probe_worker_failure(share: Share, result: FleetProbe) -> Finding:
     rule_ = _STATUS_RULES.get(share.status, FLT004)
     if share.status == runner.HANG and share.detail:
         evidence.append("stack of the thread running it when the time ran out:\n"
-                        + redact_text(share.detail).rstrip())
+                        + share.detail.rstrip())
         return rule_.finding(
             evidence, title=f"The worker did not finish {stage} in time",
             where=share.label,
@@ -413,7 +412,7 @@ def probe_worker_failure(share: Share, result: FleetProbe) -> Finding:
             fix="Read the worker's and its nanny's logs and the host's kernel log "
                 "(dmesg | grep -i oom).")
     if share.detail:
-        evidence.append(redact_text(share.detail).rstrip())
+        evidence.append(share.detail.rstrip())
     from numdoctor._version import __version__
 
     if "No module named 'numdoctor'" in share.error:

@@ -67,8 +67,12 @@ def run(args: dict) -> int:
         # matter.
         environment_set = sorted(name for name, value in os.environ.items()
                                  if environ_before.get(name) != value)
+        if len(tb) > 4000:
+            from numdoctor.redact import clip_tail  # a cut must not halve a token
+
+            tb = clip_tail(tb, 4000)
         attempts.append({"module": module, "status": status, "seconds": round(seconds, 3),
-                         "detail": detail, "traceback": tb[-4000:],
+                         "detail": detail, "traceback": tb,
                          "environment_set": environment_set})
         emit(event="imported", module=module, status=status, seconds=seconds, detail=detail)
 

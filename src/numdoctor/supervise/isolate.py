@@ -47,13 +47,15 @@ class IsolateError(RuntimeError):
                                      if p.get("role") == "main"), None)
 
     def __str__(self) -> str:
+        from numdoctor.redact import redact_text
+
         lines = [self.summary]
         for finding in self.findings[:3]:
             where = f" [{finding.where}]" if finding.where else ""
             lines.append(f"  {finding.severity.value.upper()} {finding.code}{where}: "
                          f"{finding.title}")
             lines.extend(f"      {e}" for e in finding.evidence[:3])
-        return "\n".join(lines)
+        return redact_text("\n".join(lines))
 
 
 class HangError(IsolateError):

@@ -37,6 +37,7 @@ from numdoctor.core.stacks.model import Frame, ProcessStacks
 from numdoctor.core.stacks.pyspy import PTRACE_FIX
 from numdoctor.core.status import Exit, Status, from_wait_status, status_of
 from numdoctor.findings import Finding, merge_findings
+from numdoctor.redact import redact_text
 from numdoctor.rules.messages import Context, Hit, shell_deaths
 from numdoctor.rules.run import crash, gpu, memory
 from numdoctor.supervise.packages import add_site_dirs, annotate, package_of
@@ -164,8 +165,8 @@ class Watch:
             argv = info.get("argv") or command_line(proc.pid) or proc.cmdline
             command = shlex.join(argv) if argv else proc.name
             command = command.replace("\n", "\\n")
-            views.append(ProcView(
-                pid=proc.pid, ppid=proc.ppid, command=command[:200], role=role,
+            views.append(ProcView(  # masked before the cut: half a secret has no shape
+                pid=proc.pid, ppid=proc.ppid, command=redact_text(command)[:200], role=role,
                 cpu=proc.cpu_since(now - window), state=proc.state,
                 python=proc.pid in infos or bool(_PYTHON_EXE.match(os.path.basename(proc.exe)
                                                                    or proc.name)),
