@@ -75,7 +75,7 @@ def _tool(command: list[str]) -> str:
 
 
 def test_py_spy_locals(python_process):
-    from numdoctor.supervise.stacks import find_py_spy
+    from numdoctor.core.stacks.pyspy import find_py_spy
 
     py_spy = find_py_spy()
     if not py_spy:
