@@ -8,7 +8,7 @@ import sys
 from numdoctor.commands._options import FAIL_ON, add_output_options
 from numdoctor.findings import Report
 
-__all__ = ["FAIL_ON", "add_output_options", "emit_report", "use_color"]
+__all__ = ["FAIL_ON", "add_output_options", "emit_report", "use_color", "write_report"]
 
 
 def use_color(stream) -> bool:
@@ -20,19 +20,28 @@ def use_color(stream) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def emit_report(report: Report, fmt: str, output: str | None) -> None:
+def write_report(report: Report, fmt: str, path: str, *, option: str = "--output") -> None:
+    """The one way a report reaches a file, for every command (`--output`, `--report`)."""
     from numdoctor.render import render
 
-    if output:
-        text = render(report, fmt, color=False)
-        try:
-            with open(output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            from numdoctor.cli import UsageError
+    text = render(report, fmt, color=False)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        from numdoctor.cli import UsageError
 
-            raise UsageError(f"numdoctor: cannot write --output {output!r}: "
-                             f"{exc.strerror}") from exc
+        raise UsageError(f"numdoctor: cannot write {option} {path!r}: "
+                         f"{exc.strerror}") from exc
+
+
+def emit_report(report: Report, fmt: str | None, output: str | None) -> None:
+    from numdoctor.render import render
+    from numdoctor.render.formats import format_for
+
+    fmt = fmt or format_for(output)
+    if output:
+        write_report(report, fmt, output)
         counts = report.counts()
         print(f"numdoctor: report written to {output} ({counts['error']} error(s), "
               f"{counts['warning']} warning(s))", file=sys.stderr)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from numdoctor.render.formats import FORMATS
+
 FAIL_ON = ("error", "warning", "never")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text",
-                        help="report format (default: text)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="report format (default: from the --output file's suffix, "
+                             "else text)")
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write the report to FILE instead of standard output")

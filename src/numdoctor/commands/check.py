@@ -94,6 +94,9 @@ def _check(args: argparse.Namespace) -> int:
     modules = parse_modules(args.imports)
     if modules is None:
         modules = default_modules()
+    from numdoctor.render.formats import format_for
+
+    args.format = args.format or format_for(args.output)
     with _ImportProgress(len(modules) + 1 if modules else 0) as progress:
         snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
                                     while_waiting=lambda: _prepare(args.format),

@@ -7,20 +7,26 @@ import os
 import sys
 import tempfile
 
-_FORMATS = ("text", "json", "markdown")
+from numdoctor.cli import UsageError
+from numdoctor.render.formats import FORMATS
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="run a program and explain its hang or crash",
         usage="numdoctor run [--hang-timeout S] [--spin-timeout S] [--timeout S] "
-              "[--report FILE] [--format text|json|markdown] -- CMD [ARGS...]",
+              "[--keep-running] [--report FILE] [--format text|json|markdown|html] "
+              "-- CMD [ARGS...]",
         description="Run CMD with its output, input and exit status passed through. Quiet "
                     "when it succeeds. When it hangs, spins, runs past --timeout or crashes, "
                     "numdoctor dumps the Python and native stacks of every thread of every "
-                    "process of the program, says which library is to blame and how to fix "
-                    "it, kills the whole process tree and exits with 124 (hang, timeout) or "
-                    "128+N (death by signal N), like a shell.",
+                    "process of the program, finds who waits for whom and the one place to "
+                    "look, says which library is to blame and how to fix it, kills the whole "
+                    "process tree and exits with 124 (hang, timeout, deadlock) or 128+N "
+                    "(death by signal N), like a shell. A deadlock numdoctor can prove (a lock "
+                    "cycle, a pool waiting for a dead worker, ranks in different collectives, "
+                    "a forked child waiting for OpenMP threads) is reported within seconds, "
+                    "without any timeout.",
     )
     parser.add_argument("--hang-timeout", type=float, metavar="S",
                         help="a program that writes no output, calls no numdoctor.heartbeat() "
@@ -31,30 +37,20 @@ def add_parser(subparsers) -> None:
                              "(reported as spinning; default: --hang-timeout; 0: never)")
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="wall-clock limit: dump, kill and exit 124 after S seconds")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="when numdoctor proves a deadlock, report it and leave the "
+                             "program running (default: end it, exit 124)")
     parser.add_argument("--report", metavar="FILE",
                         help="write the full report to FILE (also after a success); on a "
                              "failure without --report it is saved in the temporary directory")
-    parser.add_argument("--format", choices=_FORMATS,
-                        help="report format (default: from the FILE suffix, .json or .md, "
-                             "else text)")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="report format (default: from the FILE suffix, .json, .md or "
+                             ".html, else text)")
     parser.add_argument("program", nargs=argparse.REMAINDER, metavar="CMD",
                         help="the program and its arguments (after --)")
 
 
-def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return args.format
-    name = (args.report or "").lower()
-    if name.endswith(".json"):
-        return "json"
-    if name.endswith((".md", ".markdown")):
-        return "markdown"
-    return "text"
-
-
 def _validate(args: argparse.Namespace) -> list[str]:
-    from numdoctor.cli import UsageError
-
     if not sys.platform.startswith("linux"):
         raise UsageError("numdoctor run: supported on Linux only (it relies on /proc, prctl "
                          "and ptrace)")
@@ -82,14 +78,14 @@ def _validate(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from numdoctor.cli import UsageError
     from numdoctor.core.tree import CommandNotFound
     from numdoctor.supervise.supervisor import Options, supervise
 
     command = _validate(args)
     options = Options(command=command, hang_timeout=args.hang_timeout,
                       spin_timeout=args.spin_timeout, timeout=args.timeout,
-                      report_always=bool(args.report))
+                      report_always=bool(args.report), keep_running=args.keep_running,
+                      on_report=lambda outcome: _tell(outcome, args))
     try:
         outcome = supervise(options)
     except CommandNotFound as exc:
@@ -99,22 +95,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"numdoctor: the program exited but left {len(outcome.leftovers)} process(es) "
               f"running; terminated: {', '.join(map(str, outcome.leftovers))}",
               file=sys.stderr)
-    if outcome.report is None:  # a success, and no report asked for
-        return outcome.exit_code
-    fmt = _format(args)
+    if outcome.report is not None:  # None: a success, and no report asked for
+        _tell(outcome, args)
+    return outcome.exit_code
+
+
+def _tell(outcome, args: argparse.Namespace) -> None:
+    """Write the report (--report, or a temporary file after a failure) and, after a
+    failure, the few lines that say what happened on stderr."""
+    from numdoctor.commands._common import write_report
+    from numdoctor.render.formats import format_for
+
+    fmt = args.format or format_for(args.report)
     failed = outcome.noteworthy
     path = args.report
     if path is None and failed:
         fmt = args.format or "markdown"
-        suffix = {"json": ".json", "markdown": ".md"}.get(fmt, ".txt")
+        suffix = {"json": ".json", "markdown": ".md", "html": ".html"}.get(fmt, ".txt")
         path = os.path.join(tempfile.gettempdir(), f"numdoctor-report-{os.getpid()}{suffix}")
     if path is not None:
         try:
-            _write(outcome.report, fmt, path)
-        except OSError as exc:
+            write_report(outcome.report, fmt, path, option="--report")
+        except UsageError:
             if args.report:
-                raise UsageError(f"numdoctor run: cannot write --report {path!r}: "
-                                 f"{exc.strerror}") from exc
+                raise
             path = None
     if failed:
         from numdoctor.redact import redact_text
@@ -126,12 +130,3 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.flush()
         except OSError:  # nobody reads our stderr any more; the exit status still counts
             pass
-    return outcome.exit_code
-
-
-def _write(report, fmt: str, path: str) -> None:
-    from numdoctor.render import render
-
-    text = render(report, fmt, color=False)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)

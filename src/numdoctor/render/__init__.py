@@ -12,8 +12,7 @@ from typing import Any
 
 from numdoctor.findings import Report
 from numdoctor.redact import redact_text, redact_tree
-
-FORMATS = ("text", "json", "markdown", "html")
+from numdoctor.render.formats import FORMATS
 
 
 def report_data(report: Report | dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ _STATUS_WORDS = {
     "hang": "hung",
     "spinning": "was spinning without progress",
     "timeout": "ran past its --timeout",
+    "deadlock": "is deadlocked",
     "interrupted": "was interrupted",
 }
 
@@ -55,6 +56,7 @@ class RunFacts:
     timings: dict[str, float] = field(default_factory=dict)
     killed: list[int] = field(default_factory=list)
     survivors: list[int] = field(default_factory=list)
+    diagnosis: dict[str, Any] | None = None  # the hang analysis: root, proven, summary
 
 
 def build(facts: RunFacts) -> Report:
@@ -78,6 +80,7 @@ def build(facts: RunFacts) -> Report:
         "timings_s": {k: round(v, 3) for k, v in facts.timings.items()},
         "killed": facts.killed,
         "survivors": facts.survivors,
+        "diagnosis": facts.diagnosis,
         "sections": _sections(facts, stderr_lines),
     }
     return Report(kind="run", findings=sort_findings(facts.findings), snapshot=facts.snapshot,

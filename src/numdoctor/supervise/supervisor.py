@@ -8,7 +8,10 @@ snapshots of it from the outside (snapshots) until it exits or an incident happe
 - spinning: no output and no heartbeat for --spin-timeout s (default: --hang-timeout) while
   the tree keeps CPUs busy;
 - timeout: --timeout s of wall-clock time (stopped time excluded);
-- interrupted: a second SIGINT/SIGTERM.
+- interrupted: a second SIGINT/SIGTERM;
+- deadlock: with no timeout at all, the tree went idle and the hang analysis *proved* it can
+  never continue (sentinel): reported within seconds, and the tree ended unless
+  --keep-running.
 
 What happens then is the Watch's business (`incident()`: dump, diagnose; `ending()`: judge the
 exit), and the report's (report.build). This module only decides when.
@@ -29,10 +32,11 @@ from numdoctor.supervise import output
 TYPE_CHECKING = False  # typing itself is not imported before the program starts
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from numdoctor.findings import Finding, Report
-    from numdoctor.supervise.watch import Ending, Incident
+    from numdoctor.supervise.watch import Ending, Examination, Incident
 
 HANG_EXIT = 124
 
@@ -45,7 +49,9 @@ class Options:
                  spin_timeout: float | None = None, timeout: float | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None,
                  interval: float | None = None, tool_timeout: float = 5.0,
-                 first_stop_kills: bool = False, report_always: bool = True) -> None:
+                 first_stop_kills: bool = False, report_always: bool = True,
+                 keep_running: bool = False,
+                 on_report: Callable[[Outcome], None] | None = None) -> None:
         self.command = list(command)
         self.hang_timeout = hang_timeout
         # None: the same as hang_timeout; 0: never act on spinning.
@@ -61,6 +67,9 @@ class Options:
         # Build the report after a success too (--report); without it a success costs
         # nothing beyond the exit status.
         self.report_always = report_always
+        # A proven deadlock is reported (through on_report) and the program left running.
+        self.keep_running = keep_running
+        self.on_report = on_report
 
 
 class Outcome:
@@ -87,10 +96,11 @@ class _Supervision:
         spin = options.spin_timeout
         self.spin_timeout = options.hang_timeout if spin is None else (spin or None)
         limits = [t for t in (options.hang_timeout, self.spin_timeout, options.timeout) if t]
-        # Often enough that a hang is seen within 1/20 of its timeout; without a timeout the
-        # samples only feed the memory series, and once a second leaves the CPUs alone.
+        # Often enough that a hang is seen within 1/20 of its timeout; without a timeout,
+        # twice a second: enough to see the tree go idle (a proven deadlock is reported
+        # within seconds), and a sample costs well under a millisecond.
         self.interval = options.interval or (
-            min(0.5, max(0.05, min(limits) / 20)) if limits else 1.0)
+            min(0.5, max(0.05, min(limits) / 20)) if limits else 0.5)
         self.run_dir = RunDir()
         self.scanner: Any = None  # the message scanner, created once the program has started
         self.notes: list[str] = []
@@ -148,6 +158,10 @@ class _Supervision:
         self.monitor = self.watch.monitor
         self.snapshots = Snapshots(self.monitor, self.child.pid, self.started,
                                    lambda infos: self.watch.infos())
+        from numdoctor.supervise.sentinel import Sentinel
+
+        self.sentinel = Sentinel(self.watch)
+        self.proof: Examination | None = None
         self.last_progress = self.started
         heartbeat_mtime = _mtime(self.run_dir.heartbeat)
         next_sample = self.started
@@ -185,6 +199,12 @@ class _Supervision:
                 incident = self._check_limits(now)
                 if incident:
                     break
+                proof = self.sentinel.check(now)
+                if proof is not None:
+                    if not self.options.keep_running:
+                        self.proof, incident = proof, Status.DEADLOCK
+                        break
+                    self._report_and_go_on(proof)
             if now - self.started >= next_snapshot:
                 self.snapshots.take(self.run_dir.infos(), background=True)
                 next_snapshot = next(times)
@@ -249,7 +269,8 @@ class _Supervision:
         windows = {Status.HANG: options.hang_timeout, Status.SPINNING: self.spin_timeout}
         window = windows.get(kind) or min(10.0, max(1.0, detected - self.started))
         self.snapshots.take(self.watch.infos())  # runs while the stacks are dumped
-        if self.signals.stop_requests() >= 3:  # the user insists: no dump, kill now
+        if self.signals.stop_requests() >= 3 and kind is Status.INTERRUPTED:
+            # the user insists: no dump, kill now
             incident = None
         else:
             incident = self._examine(kind, window, detected)
@@ -278,6 +299,11 @@ class _Supervision:
             headline = f"the program spun for {silent:.1f} s without output or heartbeat"
         elif kind is Status.TIMEOUT:
             headline = f"the program ran past --timeout {options.timeout:g} s"
+        elif kind is Status.DEADLOCK and incident.diagnosis is not None:
+            idle = incident.diagnosis and self.proof and self.proof.facts.idle_for
+            headline = (f"the program is deadlocked: {incident.diagnosis.summary}"
+                        + (f" (proven {idle:.1f} s after it went idle, no timeout needed)"
+                           if idle else ""))
         else:
             from numdoctor.core.status import signal_name
 
@@ -290,7 +316,7 @@ class _Supervision:
                               f"or another user's): {killed.survivors}")
         return self._outcome(kind, exit_code, headline, findings, incident.views,
                              incident.stacks, {}, killed.killed, killed.survivors,
-                             self._program_exit_text())
+                             self._program_exit_text(), diagnosis=incident.diagnosis)
 
     def _examine(self, kind: Status, window: float, detected: float) -> Incident:
         # The messages the program printed so far sharpen the diagnosis; the rest of its
@@ -298,7 +324,25 @@ class _Supervision:
         return self.watch.incident(
             kind, window=window, silent_for=detected - self.last_progress,
             elapsed=detected - self.started - self.paused, timeout=self.options.timeout,
-            messages=[])
+            messages=[], examination=self.proof)
+
+    def _report_and_go_on(self, proof: Examination) -> None:
+        """--keep-running: the report of a proven deadlock, while the program lives on."""
+        from numdoctor.findings import merge_findings
+
+        window = proof.facts.window
+        incident = self.watch.incident(
+            Status.DEADLOCK, window=window, silent_for=time.monotonic() - self.last_progress,
+            elapsed=time.monotonic() - self.started, timeout=None,
+            messages=self._messages(), examination=proof)
+        findings = merge_findings(incident.findings, self.snapshots.findings())
+        headline = (f"the program is deadlocked: {proof.diagnosis.summary}; numdoctor left it "
+                    "running (--keep-running)")
+        outcome = self._outcome(Status.DEADLOCK, HANG_EXIT, headline, findings,
+                                incident.views, incident.stacks, {}, [], [],
+                                "is still running", diagnosis=proof.diagnosis)
+        if self.options.on_report is not None:
+            self.options.on_report(outcome)
 
     def _program_exit_text(self) -> str:
         if self.main_status is None:
@@ -340,7 +384,7 @@ class _Supervision:
 
     def _outcome(self, status: Status, exit_code: int, headline: str, findings: list[Finding],
                  views: list, stacks: dict, crash_dumps: dict, killed: list[int],
-                 survivors: list[int], program_exit: str) -> Outcome:
+                 survivors: list[int], program_exit: str, diagnosis: Any = None) -> Outcome:
         import resource
 
         from numdoctor.supervise.report import RunFacts, build
@@ -377,7 +421,8 @@ class _Supervision:
             wiring=self.streams.describe(), stderr_tail=self.streams.stderr_tail(),
             resources=resources, gpu=gpu_data,
             notes=self.notes + self.watch.notes + self.snapshots.notes, timings=timings,
-            killed=killed, survivors=survivors)
+            killed=killed, survivors=survivors,
+            diagnosis=diagnosis.to_dict() if diagnosis is not None else None)
         return Outcome(exit_code=exit_code, status=status, report=build(facts), facts=facts,
                        leftovers=[] if status.incident else killed,
                        noteworthy=status.incident)

@@ -1,0 +1,89 @@
+"""Certain deadlocks, found without a timeout.
+
+While a supervised tree is idle, the sentinel looks at who waits for whom (the same
+examination an incident makes: stacks, the kernel's view of every wait, the hang analysis).
+Only a *proven* deadlock counts: a lock cycle, a forked child waiting for OpenMP threads it
+does not have, a pool waiting for a dead worker's task, ranks in different collectives or
+waiting for a rank that is gone. A program that merely waits (a sleep, input, a slow server)
+is never proven, so it is never stopped without a timeout.
+
+A proof is confirmed by a second look a second later (the same code and the same root,
+still idle) before anyone acts on it: a moment caught in passing is not a deadlock.
+
+Looks cost CPU (a stack dump of every process), so they are rationed: none while the tree
+works, the first after a second of idleness, later ones ever further apart while the
+program keeps waiting, and never more than half a percent of the supervision's time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from numdoctor.supervise.watch import Examination, Watch
+
+IDLE_BEFORE = 1.0  # seconds the tree must have been idle before a look
+CONFIRM_AFTER = 1.0  # seconds between a proof and the look that confirms it
+FIRST_BACKOFF = 2.0  # seconds before the next look after one that proved nothing
+LONGEST_BACKOFF = 120.0
+BUDGET = 0.005  # share of the supervision's time the looks may take
+HEAD_START = 1.0  # seconds of looks allowed before the budget applies
+
+
+class Sentinel:
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.started = time.monotonic()
+        self.next_look = 0.0
+        self.backoff = FIRST_BACKOFF
+        self.candidate: Examination | None = None
+        self.reported: set[tuple[str, int, int | None]] = set()  # with --keep-running
+        self.looks = 0
+        self.spent = 0.0  # seconds of looks
+
+    def check(self, now: float) -> Examination | None:
+        """A confirmed proof of deadlock, or None. Call after each sample of the tree."""
+        idle_for = self.watch.monitor.idle_for(now)
+        if idle_for is None:
+            # The tree works (or worked since the last look): start afresh next time.
+            self.candidate = None
+            self.backoff = FIRST_BACKOFF
+            self.next_look = 0.0
+            return None
+        if idle_for < IDLE_BEFORE or now < self.next_look:
+            return None
+        if self.spent > HEAD_START + BUDGET * (now - self.started):
+            return None  # a long wait: the budget refills with time
+        begun = time.monotonic()
+        try:
+            seen = self.watch.examine(window=min(max(idle_for, 1.0), 10.0),
+                                      confirmed=self.candidate is not None)
+        except Exception as exc:  # a failed look must never end the supervision
+            self.watch.notes.append(f"a look for deadlocks failed: {type(exc).__name__}: {exc}")
+            self.next_look = now + LONGEST_BACKOFF
+            return None
+        finally:
+            self.looks += 1
+            self.spent += time.monotonic() - begun
+            self.watch.timings["deadlock_looks"] = round(self.spent, 3)
+        if seen.diagnosis.proven and _key(seen) not in self.reported:
+            if self.candidate is not None and _key(self.candidate) == _key(seen) and \
+                    self.watch.monitor.idle_for(time.monotonic()) is not None:
+                self.candidate = None
+                self.reported.add(_key(seen))
+                return seen
+            self.candidate = seen
+            self.next_look = time.monotonic() + CONFIRM_AFTER
+            return None
+        self.candidate = None
+        self.next_look = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, LONGEST_BACKOFF)
+        return None
+
+
+def _key(seen: Examination) -> tuple[str, int, int | None]:
+    diagnosis = seen.diagnosis
+    code = diagnosis.findings[0].code if diagnosis.findings else ""
+    root = diagnosis.root
+    return (code, root.pid if root else 0, root.tid if root else None)
