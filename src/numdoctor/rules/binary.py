@@ -394,7 +394,8 @@ def blas_symbol_interposition(snapshot: Snapshot, rule: Rule) -> Iterator[Findin
     **How it is found.** Every mapped ELF object is asked, through its own GNU hash table, for
     a fixed list of BLAS/LAPACK names; only defined, exported functions count. Vendored
     copies with prefixed names (scipy-openblas's `scipy_dgemm_`) cannot clash and are not
-    reported.
+    reported, nor is an interface library that exports the names of the implementation
+    behind it (Debian's `libblas.so.3` in front of OpenBLAS: the same code runs either way).
 
     **Fix.** Do not set `RTLD_GLOBAL` process-wide: remove the `sys.setdlopenflags` call (for
     PyTorch, unset `USE_RTLD_GLOBAL_WITH_LIBTORCH`), or restore the previous flags right after
@@ -405,7 +406,10 @@ def blas_symbol_interposition(snapshot: Snapshot, rule: Rule) -> Iterator[Findin
     preload = snapshot.environment.get("LD_PRELOAD", "")
     if not clashes:
         return
+    serving = {lib.path: lib.implementation or lib.path for lib in snapshot.libraries}
     for clash in clashes:
+        if len({serving.get(lib.path, lib.path) for lib in clash.libraries}) < 2:
+            continue  # an interface library and its implementation: the same code runs
         preloaded = [lib.path for lib in clash.libraries
                      if preload and os.path.basename(lib.path) in preload]
         if not snapshot.process.rtld_global and not preloaded:
