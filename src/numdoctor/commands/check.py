@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import gc
 import re
-
 from typing import TYPE_CHECKING
 
 from numdoctor.commands._options import FAIL_ON, add_output_options

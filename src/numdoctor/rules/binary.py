@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import ExtensionModule, NumpyBuild, Snapshot
+from numdoctor.snapshot.package_names import package_label
 from numdoctor.snapshot.requirements import canonicalize_name
 
 _NUMPY2_BUILD = "built with numpy>=2.0.0rc1"
@@ -285,8 +286,8 @@ def package_shadowed(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
         winner = shadow.imported or shadow.copies[0].path
         evidence = []
         for copy in shadow.copies:
-            label = f"{copy.distribution} {copy.version}".strip() if copy.distribution \
-                else (f"version {copy.version}, " if copy.version else "") + "no pip metadata"
+            label = package_label(copy.distribution, copy.version) if copy.distribution \
+                else (f"version {copy.version}, " if copy.version else "") + "no package metadata"
             marks = []
             if copy.path == winner:
                 marks.append("imported" if shadow.imported else "would be imported")

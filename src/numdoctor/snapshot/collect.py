@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from numdoctor.snapshot.implementations import resolve_interfaces
@@ -74,12 +75,12 @@ def assemble(live: LiveFacts, *, collected_by: str = "process",
     snapshot.system = system if system is not None else steps.run(
         "machine facts (CPU, cgroup, memory)", collect_system, SystemInfo())
     libraries = live.get("libraries", [])
-    snapshot.libraries = [steps.run("library description", lambda lib=lib: _describe(lib, live),
+    snapshot.libraries = [steps.run("library description", partial(_describe, lib, live),
                                     LoadedLibrary(path=lib["path"], family=lib["family"],
                                                   vendor=lib["vendor"]))
                           for lib in libraries]
-    for lib in snapshot.libraries:
-        steps.run("owner of each loaded library", lambda lib=lib: _add_owner(lib), None)
+    for described in snapshot.libraries:
+        steps.run("owner of each loaded library", partial(_add_owner, described), None)
     steps.run("thread-pool sizes (threadpoolctl)",
               lambda: _add_threadpool_info(snapshot.libraries, live.get("threadpools", [])),
               None)
@@ -87,8 +88,8 @@ def assemble(live: LiveFacts, *, collected_by: str = "process",
               lambda: resolve_interfaces(snapshot.libraries), None)
     mapped = live.get("mapped", [])
     snapshot.frameworks = [
-        steps.run("framework description", lambda raw=raw: _framework(raw, mapped,
-                                                                      snapshot.libraries, steps),
+        steps.run("framework description",
+                  partial(_framework, raw, mapped, snapshot.libraries, steps),
                   FrameworkInfo(name=str(raw.get("name", "?"))))
         for raw in live.get("frameworks", [])
     ]
@@ -183,9 +184,9 @@ def _framework(raw: dict, mapped: list[str], libraries: list[LoadedLibrary],
         if pool.runs_on in ("openmp", "blas"):
             # The family the pool belongs to, resolved to the library of that family the
             # framework's own modules are linked to (see frameworks._pool).
-            linked = steps.run("the runtime each framework pool runs on",
-                               lambda family=pool.runs_on: linked_libraries(
-                                   package_dir, mapped, libraries, family), [])
+            linked: list[str] = steps.run(
+                "the runtime each framework pool runs on",
+                partial(linked_libraries, package_dir, mapped, libraries, pool.runs_on), [])
             pool.runs_on = linked[0] if linked else ""
     return info
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def describe_failure(step: str, exc: BaseException) -> dict[str, str]:
@@ -35,7 +36,7 @@ class Steps:
     def __init__(self, errors: list[dict[str, str]] | None = None) -> None:
         self.errors: list[dict[str, str]] = [] if errors is None else errors
 
-    def run(self, step: str, action: Callable[[], T], fallback: T) -> T:
+    def run(self, step: str, action: Callable[[], T], fallback: U) -> T | U:
         try:
             return action()
         except Exception as exc:

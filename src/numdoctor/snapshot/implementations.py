@@ -51,12 +51,12 @@ def resolve_interfaces(libraries: list[LoadedLibrary], *,
             continue
         targets = [names[n] for n in linkage(lib.path).needed if n in names]
         targets += _flexiblas_backends(lib, blas)
-        target = next((t for t in targets if t.path != lib.path), None)
-        if target is not None:
-            forward[lib.path] = target.path
+        served_by = next((t for t in targets if t.path != lib.path), None)
+        if served_by is not None:
+            forward[lib.path] = served_by.path
     by_path = {lib.path: lib for lib in blas}
     for lib in blas:
-        target = forward.get(lib.path)
+        target = forward.get(lib.path, "")
         seen = {lib.path}
         while target in forward and target not in seen:
             seen.add(target)
@@ -64,9 +64,23 @@ def resolve_interfaces(libraries: list[LoadedLibrary], *,
         if target and target != lib.path:
             lib.implementation = target
             lib.vendor = by_path[target].vendor
-    chosen = read_alternatives(alternatives_dir)
+    # Alternatives are named after the link they manage (libblas.so.3-x86_64-linux-gnu):
+    # only those named like a loaded library are resolved.
+    stems = {_stem(name) for lib in blas if lib.path.startswith(_SYSTEM_DIRS)
+             for name in (lib.soname, os.path.basename(lib.path)) if name}
+    chosen = read_alternatives(alternatives_dir, tuple(sorted(stems))) if stems else {}
     for lib in blas:
         lib.alternatives = chosen.get(lib.path, [])
+
+
+# Where update-alternatives points: the system's own libraries, not environments' copies.
+_SYSTEM_DIRS = ("/usr/", "/lib", "/opt/")
+
+
+def _stem(name: str) -> str:
+    """libblas.so.3 -> libblas.so; libopenblasp-r0.3.21.so -> libopenblasp-r0.3.21.so"""
+    head, sep, _ = name.partition(".so")
+    return head + sep
 
 
 def _by_name(libraries: Iterable[LoadedLibrary]) -> dict[str, LoadedLibrary]:
@@ -96,11 +110,13 @@ def _flexiblas_backends(lib: LoadedLibrary, blas: list[LoadedLibrary]) -> list[L
             and not any(word in os.path.basename(other.path) for word in ("hook", "fallback"))]
 
 
-def read_alternatives(directory: str = ALTERNATIVES_DIR) -> dict[str, list[str]]:
-    """Real path of each update-alternatives target -> the alternative names choosing it."""
+def read_alternatives(directory: str = ALTERNATIVES_DIR,
+                      prefixes: tuple[str, ...] = ("",)) -> dict[str, list[str]]:
+    """Real path of each update-alternatives target -> the alternative names choosing it
+    (only alternatives whose names start with one of `prefixes`)."""
     chosen: dict[str, list[str]] = {}
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(n for n in os.listdir(directory) if n.startswith(prefixes))
     except OSError:
         return chosen
     for name in names:

@@ -17,9 +17,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from numdoctor.snapshot.libraries import loaded_libraries, mkl_threading_layers, read_maps
+from numdoctor.snapshot.libraries import (
+    MapEntry,
+    loaded_libraries,
+    mkl_threading_layers,
+    read_maps,
+)
 from numdoctor.snapshot.threads import StackScan, python_thread_ids, thread_ids
 
 LiveFacts = dict[str, Any]
@@ -67,7 +73,8 @@ def live_facts(*, threadpools: bool = True) -> LiveFacts:
                                               lambda: mkl_threading_layers(maps), [])
     # Which pools have started: parked workers are read now; workers still spinning after
     # their last task are read again at the end, once the rest has been collected.
-    pools = {lib.path: lib.text_ranges for lib in mapped if lib.family in ("openmp", "blas")}
+    pools: dict[str, Iterable[tuple[int, int]]] = {
+        lib.path: lib.text_ranges for lib in mapped if lib.family in ("openmp", "blas")}
     scan = steps.run("thread stacks", lambda: _started_scan(pools, maps), None)
     preloaded = bool(facts["process"].get("threadpoolctl_preloaded"))
     facts["threadpools"] = steps.run(
@@ -89,8 +96,8 @@ def live_facts(*, threadpools: bool = True) -> LiveFacts:
     return facts
 
 
-def _started_scan(pools: dict[str, tuple[tuple[int, int], ...]],
-                  maps: list) -> StackScan:
+def _started_scan(pools: dict[str, Iterable[tuple[int, int]]],
+                  maps: list[MapEntry]) -> StackScan:
     scan = StackScan(pools, maps, skip_tids=python_thread_ids())
     scan.start()
     return scan

@@ -71,8 +71,8 @@ class _AnswerCache:
         self.file = (os.path.join(directory, f"{kind}-owners-{disk_cache.short_hash(state)}"
                                   ".json") if directory else None)
         stored = disk_cache.load(self.file) if self.file else None
-        valid = isinstance(stored, dict) and stored.get("state") == state
-        owners = stored.get("owners") if valid else None
+        owners = stored.get("owners") if isinstance(stored, dict) \
+            and stored.get("state") == state else None
         self.owners: dict[str, list[str] | None] = owners if isinstance(owners, dict) else {}
 
     def get(self, path: str) -> tuple[bool, Owner | None]:
