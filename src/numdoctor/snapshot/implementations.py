@@ -66,15 +66,11 @@ def resolve_interfaces(libraries: list[LoadedLibrary], *,
             lib.vendor = by_path[target].vendor
     # Alternatives are named after the link they manage (libblas.so.3-x86_64-linux-gnu):
     # only those named like a loaded library are resolved.
-    stems = {_stem(name) for lib in blas if lib.path.startswith(_SYSTEM_DIRS)
+    stems = {_stem(name) for lib in blas
              for name in (lib.soname, os.path.basename(lib.path)) if name}
     chosen = read_alternatives(alternatives_dir, tuple(sorted(stems))) if stems else {}
     for lib in blas:
         lib.alternatives = chosen.get(lib.path, [])
-
-
-# Where update-alternatives points: the system's own libraries, not environments' copies.
-_SYSTEM_DIRS = ("/usr/", "/lib", "/opt/")
 
 
 def _stem(name: str) -> str:

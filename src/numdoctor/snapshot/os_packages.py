@@ -45,15 +45,18 @@ _WORD = re.compile(r"[a-z][a-z0-9+]{3,}")
 _MANAGED = ("/usr/", "/lib", "/bin/", "/sbin/", "/opt/", "/etc/", "/var/")
 
 
-def os_package_owner(path: str) -> Owner | None:
-    """(`deb:name` or `rpm:name`, version) of the OS package that installed `path`."""
+def os_package_owner(path: str, *, dpkg_root: str = DPKG_ROOT) -> Owner | None:
+    """(`deb:name` or `rpm:name`, version) of the OS package that installed `path`.
+
+    `dpkg_root` is dpkg's database directory (tests point it at a tree of their own).
+    """
     real = os.path.realpath(path)
-    return _owner(real) if real.startswith(_MANAGED) else None
+    return _owner(real, dpkg_root) if real.startswith(_MANAGED) else None
 
 
 @cache
-def _owner(real: str) -> Owner | None:
-    dpkg = _dpkg(DPKG_ROOT)
+def _owner(real: str, dpkg_root: str) -> Owner | None:
+    dpkg = _dpkg(dpkg_root)
     if dpkg is not None:
         found = dpkg.owner(real)
         if found is not None:

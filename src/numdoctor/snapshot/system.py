@@ -97,7 +97,7 @@ def read_cpuinfo(path: Path) -> tuple[str, list[str]]:
 
 def read_memtotal(path: Path) -> int | None:
     try:
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
@@ -111,7 +111,7 @@ def parse_mountinfo(path: Path) -> list[tuple[str, str, str, frozenset[str]]]:
     """(fstype, root, mount point, super options) of every cgroup mount in a mountinfo file."""
     mounts = []
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return mounts
     for line in lines:
@@ -125,7 +125,7 @@ def parse_mountinfo(path: Path) -> list[tuple[str, str, str, frozenset[str]]]:
 def parse_proc_cgroup(path: Path) -> tuple[dict[str, str], str | None] | None:
     """(v1 controller -> path, v2 path) from a /proc/<pid>/cgroup file; None if unreadable."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return None
     v1: dict[str, str] = {}
@@ -152,7 +152,10 @@ def _cgroup_dir(mount_root: str, mount_point: str, cg_path: str, root: Path) -> 
         # Outside a cgroup namespace the mount root can be an ancestor path we cannot see.
         relative = cg_path
     candidate = base / relative.lstrip("/")
-    return candidate if candidate.is_dir() else base
+    try:
+        return candidate if candidate.is_dir() else base
+    except (OSError, ValueError):  # unreadable, or a path the kernel would not accept
+        return base
 
 
 def _walk_up(leaf: Path, top: Path) -> list[Path]:
@@ -204,7 +207,7 @@ def read_cgroup(proc_self: Path = Path("/proc/self"), root: Path = Path("/")) ->
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text().strip()
+        return path.read_text(errors="replace").strip()
     except OSError:
         return None
 
