@@ -115,6 +115,23 @@ def test_reference_lapack_over_a_blas_is_one_stack(tmp_path):
     assert libs[0].vendor == libs[1].vendor == "reference"
 
 
+def test_debian_atlas_alternative_is_one_implementation(tmp_path):
+    """libatlas3-base: atlas/libblas.so.3 and atlas/liblapack.so.3 over libatlas.so.3."""
+    from numdoctor.snapshot.libraries import classify
+
+    atlas = _gcc(tmp_path, "libatlas.so.3.10.3", "void ATL_buildinfo(void) {}\n"
+                 "void ATL_dgemm(void) {}\n", "-Wl,-soname,libatlas.so.3")
+    os.symlink(atlas.name, tmp_path / "libatlas.so.3")
+    (tmp_path / "atlas").mkdir()
+    blas = _gcc(tmp_path / "atlas", "libblas.so.3", "extern void ATL_dgemm(void);\n"
+                "void dgemm_(void) { ATL_dgemm(); }\n", "-Wl,-soname,libblas.so.3",
+                f"-L{tmp_path}", "-l:libatlas.so.3")
+    assert classify(str(atlas)) == ("blas", "atlas")
+    libs = [_blas(blas), _blas(atlas, "atlas")]
+    resolve_interfaces(libs, alternatives_dir=str(tmp_path / "none"))
+    assert libs[0].implementation == str(atlas) and libs[0].vendor == "atlas"
+
+
 def test_flexiblas_core_and_backend_are_one_implementation(tmp_path):
     impl = _gcc(tmp_path, "libopenblaso-r0.3.99.so", IMPLEMENTATION,
                 "-Wl,-soname,libopenblaso.so.0")

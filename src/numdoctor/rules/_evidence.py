@@ -15,6 +15,7 @@ VENDOR_NAMES = {
     "mkl": "Intel MKL",
     "blis": "BLIS",
     "flexiblas": "FlexiBLAS",
+    "atlas": "ATLAS",
     "reference": "reference BLAS/LAPACK",
 }
 

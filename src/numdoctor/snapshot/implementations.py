@@ -31,7 +31,8 @@ from numdoctor.snapshot.model import LoadedLibrary
 _IMPLEMENTATION_SYMBOLS = ("openblas_get_config", "MKL_Get_Version_String",
                            "bli_info_get_version_str")
 # File names that are implementations whatever they export.
-_IMPLEMENTATION_NAMES = ("libopenblas", "libscipy_openblas", "libmkl_", "libblis")
+_IMPLEMENTATION_NAMES = ("libopenblas", "libscipy_openblas", "libmkl_", "libblis", "libatlas",
+                         "libsatlas", "libtatlas")
 ALTERNATIVES_DIR = "/etc/alternatives"
 
 
