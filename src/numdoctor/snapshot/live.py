@@ -195,9 +195,10 @@ def _threadpool_info(libraries: list[dict[str, str]], kmp_before: str | None,
 def _numpy_location() -> dict[str, Any] | None:
     """The loaded NumPy, or the directory an import would pick; found without importing."""
     module = sys.modules.get("numpy")
-    if module is not None and getattr(module, "__file__", None):
+    location = getattr(module, "__file__", None)
+    if isinstance(location, str):
         return {"version": str(getattr(module, "__version__", "")),
-                "path": os.path.dirname(os.path.realpath(module.__file__)), "loaded": True}
+                "path": os.path.dirname(os.path.realpath(location)), "loaded": True}
     import importlib.util
 
     try:
@@ -226,7 +227,9 @@ def _extension_files() -> list[str]:
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        name = os.path.basename(path) if isinstance(path, str) else ""
+        if not isinstance(path, str):
+            continue
+        name = os.path.basename(path)
         if name.endswith(".so") or ".so." in name:
             found.add(os.path.realpath(path))
     return sorted(found)

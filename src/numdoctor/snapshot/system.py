@@ -109,7 +109,7 @@ def read_memtotal(path: Path) -> int | None:
 
 def parse_mountinfo(path: Path) -> list[tuple[str, str, str, frozenset[str]]]:
     """(fstype, root, mount point, super options) of every cgroup mount in a mountinfo file."""
-    mounts = []
+    mounts: list[tuple[str, str, str, frozenset[str]]] = []
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
