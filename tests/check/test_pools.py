@@ -152,3 +152,27 @@ def test_torch_pools_in_the_report():
     assert pools["intra-op"]["runs_on"] == gomp[0]
     assert pools["inter-op"]["size"] >= 1
     assert pools["inter-op"]["knob"] == "torch.set_num_interop_threads(n)"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not module_installed("jax"), reason="needs jax")
+def test_xla_cpu_pool_before_and_after_the_backend_starts():
+    done = run_python("""
+        import json, jax, jax.numpy as jnp
+        from numdoctor.snapshot.frameworks import collect_frameworks
+
+        def pool():
+            (info,) = [f for f in collect_frameworks() if f["name"] == "jax"]
+            return info["pools"][0]
+
+        before = pool()
+        jnp.ones(3).sum().block_until_ready()
+        print(json.dumps([before, pool()]))
+    """, env={"PJRT_NPROC": "3", "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before["size"] == after["size"] == 3 and before["configured"]
+    assert before["source"] == "PJRT_NPROC=3"
+    assert before["started"] is False and after["started"] is True
