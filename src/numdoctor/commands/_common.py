@@ -26,7 +26,7 @@ def write_report(report: Report, fmt: str, path: str, *, option: str = "--output
 
     text = render(report, fmt, color=False)
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(text)
     except OSError as exc:
         from numdoctor.cli import UsageError
@@ -49,6 +49,13 @@ def emit_report(report: Report, fmt: str | None, output: str | None) -> None:
     width = None
     if fmt == "text" and sys.stdout.isatty():
         width = os.get_terminal_size(sys.stdout.fileno()).columns
-    sys.stdout.write(render(report, fmt, color=fmt == "text" and use_color(sys.stdout),
-                            width=width))
+    text = render(report, fmt, color=fmt == "text" and use_color(sys.stdout), width=width)
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        # A path or value that is not valid in the terminal's encoding (bytes that are not
+        # UTF-8 in a file name): shown escaped rather than lost with the whole report.
+        encoding = sys.stdout.encoding or "utf-8"
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(encoding, "backslashreplace"))
     sys.stdout.flush()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import gc
 import re
+from typing import TYPE_CHECKING
 
 from numdoctor.commands._options import FAIL_ON, add_output_options
 from numdoctor.commands._progress import StderrProgress
+
+if TYPE_CHECKING:
+    from numdoctor.snapshot.model import Snapshot
 
 # Once the report is written nothing is left to clean up (the collector child is killed and
 # reaped, its scratch files are anonymous): see numdoctor.cli.entry.
@@ -25,7 +29,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--import", dest="imports", metavar="MODS",
                         help="comma-separated modules to import, in this order "
-                             "(default: every known framework that is installed)")
+                             "(default: every known framework that is installed, and "
+                             "scipy.linalg after scipy, which loads SciPy's BLAS)")
     parser.add_argument("--fail-on", choices=FAIL_ON, default="error",
                         help="exit 1 when a finding is at least this severe (default: error)")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
@@ -55,18 +60,22 @@ def parse_modules(value: str | None) -> list[str] | None:
 
 
 def default_modules() -> list[str]:
-    """The known frameworks that are installed, in canonical order, found without importing."""
+    """The known frameworks that are installed, in canonical order, found without importing,
+    each followed by the submodules that load its native runtimes (known.DEFAULT_SUBMODULES:
+    scipy.linalg after scipy)."""
     import importlib.util
 
-    from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
+    from numdoctor.snapshot.known import DEFAULT_SUBMODULES, KNOWN_FRAMEWORKS
 
     found = []
     for name in KNOWN_FRAMEWORKS:
         try:
-            if importlib.util.find_spec(name) is not None:
-                found.append(name)
-        except (ImportError, ValueError):
-            continue
+            installed = importlib.util.find_spec(name) is not None
+        except Exception:  # a broken sys.path entry or a half-installed package
+            installed = False
+        if installed:
+            found.append(name)
+            found.extend(DEFAULT_SUBMODULES.get(name, ()))
     return found
 
 
@@ -98,17 +107,40 @@ def _check(args: argparse.Namespace) -> int:
 
     args.format = args.format or format_for(args.output)
     with _ImportProgress(len(modules) + 1 if modules else 0) as progress:
-        snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
-                                    while_waiting=lambda: _prepare(args.format),
-                                    scan_abi=args.scan_abi, confirm_abi=args.confirm_abi)
+        try:
+            snapshot = collect_isolated(modules, timeout=args.timeout, progress=progress,
+                                        while_waiting=lambda: _prepare(args.format),
+                                        scan_abi=args.scan_abi, confirm_abi=args.confirm_abi)
+        except (UsageError, BrokenPipeError):
+            raise
+        except Exception as exc:
+            # Still a report: what failed, as a finding, rather than a traceback.
+            snapshot = _failed_collection(exc)
     from numdoctor.commands._common import emit_report
     from numdoctor.findings import Report
     from numdoctor.rules import apply_rules
 
+    snapshot.import_set = "explicit" if args.imports is not None else "default"
     report = Report(kind="check", findings=apply_rules(snapshot), snapshot=snapshot.to_dict())
 
     emit_report(report, args.format, args.output)
     return 1 if report.fails(args.fail_on) else 0
+
+
+def _failed_collection(exc: Exception) -> Snapshot:
+    from numdoctor.snapshot.failures import describe_failure
+    from numdoctor.snapshot.model import CollectionError, Snapshot
+
+    snapshot = Snapshot(collected_by="subprocess")
+    snapshot.collection_errors.append(CollectionError(
+        **describe_failure("snapshot (the collector as a whole)", exc)))
+    try:
+        from numdoctor.snapshot.system import collect_system
+
+        snapshot.system = collect_system()
+    except Exception:
+        pass  # the finding above already says the facts are incomplete
+    return snapshot
 
 
 def _prepare(fmt: str) -> None:

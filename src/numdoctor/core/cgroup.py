@@ -32,9 +32,9 @@ class Limits:
 
 def parse_mountinfo(path: Path) -> list[tuple[str, str, str, frozenset[str]]]:
     """(fstype, root, mount point, super options) of every cgroup mount in a mountinfo file."""
-    mounts = []
+    mounts: list[tuple[str, str, str, frozenset[str]]] = []
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return mounts
     for line in lines:
@@ -48,7 +48,7 @@ def parse_mountinfo(path: Path) -> list[tuple[str, str, str, frozenset[str]]]:
 def parse_proc_cgroup(path: Path) -> tuple[dict[str, str], str | None] | None:
     """(v1 controller -> path, v2 path) from a /proc/<pid>/cgroup file; None if unreadable."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return None
     v1: dict[str, str] = {}
@@ -75,7 +75,10 @@ def cgroup_dir(mount_root: str, mount_point: str, cg_path: str, root: Path) -> P
         # Outside a cgroup namespace the mount root can be an ancestor path we cannot see.
         relative = cg_path
     candidate = base / relative.lstrip("/")
-    return candidate if candidate.is_dir() else base
+    try:
+        return candidate if candidate.is_dir() else base
+    except (OSError, ValueError):  # unreadable, or a path the kernel would not accept
+        return base
 
 
 def walk_up(leaf: Path, top: Path) -> list[Path]:
@@ -127,7 +130,7 @@ def read_limits(proc_self: Path = Path("/proc/self"), root: Path = Path("/")) ->
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text().strip()
+        return path.read_text(errors="replace").strip()
     except OSError:
         return None
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from numdoctor.snapshot.package_names import package_label
 
 
 def _mib(n: int | None) -> str:
@@ -65,44 +68,94 @@ def short_path(path: str) -> str:
 
 
 def library_rows(snapshot: dict[str, Any]) -> list[list[str]]:
-    rows = []
+    """One row per library; an interface library comes right after the implementation that
+    runs its calls, marked as such."""
     libraries = sorted(snapshot.get("libraries", []),
                        key=lambda lib: _FAMILY_ORDER.get(lib.get("family", ""), 9))
+    interfaces: dict[str, list[dict[str, Any]]] = {}
     for lib in libraries:
-        package = lib.get("distribution") or "(system)"
-        if lib.get("distribution_version"):
-            package += f" {lib['distribution_version']}"
-        version = lib.get("version") or ""
-        layer = lib.get("threading_layer")
-        if layer:
-            version = f"{version} ({layer})".strip()
-        rows.append([
-            lib.get("family", ""),
-            lib.get("vendor", ""),
-            version or "-",
-            "-" if lib.get("num_threads") is None else str(lib["num_threads"]),
-            "-" if lib.get("active_threads") is None else str(lib["active_threads"]),
-            package,
-            short_path(lib.get("path", "")),
-        ])
+        if lib.get("implementation"):
+            interfaces.setdefault(lib["implementation"], []).append(lib)
+    shown = {lib.get("path") for lib in libraries}
+    rows = []
+    for lib in libraries:
+        if lib.get("implementation") in shown:
+            continue  # listed under its implementation
+        rows.append(_library_row(lib))
+        rows.extend(_library_row(front, interface=True)
+                    for front in interfaces.get(lib.get("path", ""), []))
     return rows
 
 
-FRAMEWORK_COLUMNS = ["framework", "version", "BLAS", "threads", "package"]
+def _library_row(lib: dict[str, Any], *, interface: bool = False) -> list[str]:
+    package = package_label(lib.get("distribution") or "",
+                            lib.get("distribution_version") or "") or "(no package)"
+    version = lib.get("version") or ""
+    layer = lib.get("threading_layer")
+    if layer:
+        version = f"{version} ({layer})".strip()
+    path = short_path(lib.get("path", ""))
+    if lib.get("alternatives"):
+        path += f" (alternative {', '.join(lib['alternatives'])})"
+    if interface:
+        return ["", "↳ interface", "-", "-", "-", package, path]
+    return [
+        lib.get("family", ""),
+        lib.get("vendor", ""),
+        version or "-",
+        "-" if lib.get("num_threads") is None else str(lib["num_threads"]),
+        "-" if lib.get("active_threads") is None else str(lib["active_threads"]),
+        package,
+        path,
+    ]
+
+
+FRAMEWORK_COLUMNS = ["framework", "version", "BLAS", "thread pools", "package"]
 
 
 def framework_rows(snapshot: dict[str, Any]) -> list[list[str]]:
+    by_path = {lib.get("path"): lib for lib in snapshot.get("libraries", [])}
     rows = []
     for fw in snapshot.get("frameworks", []):
         details = fw.get("details", {}) or {}
-        blas = details.get("blas")
-        if isinstance(blas, dict):
-            blas = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip()
-        blas = blas or details.get("blas_info") or ""
-        threads = details.get("num_threads") or details.get("intra_op_threads") or ""
-        rows.append([fw.get("name", ""), fw.get("version", ""), str(blas or "-"),
-                     str(threads or "-"), fw.get("distribution", "")])
+        rows.append([fw.get("name", ""), fw.get("version", ""),
+                     _framework_blas(fw, details, by_path) or "-",
+                     _framework_pools(fw, details) or "-",
+                     package_label(fw.get("distribution") or "")])
     return rows
+
+
+def _framework_blas(fw: dict[str, Any], details: dict[str, Any],
+                    by_path: dict[str, dict[str, Any]]) -> str:
+    """The BLAS that serves the framework's calls (found through what its modules are linked
+    to); the one it was built against when that cannot be told."""
+    served = []
+    for path in fw.get("blas_libraries") or []:
+        lib = by_path.get(path, {})
+        name = " ".join(x for x in (lib.get("vendor") or "?", lib.get("version") or "") if x)
+        fronts = [os.path.basename(other["path"]) for other in by_path.values()
+                  if other.get("implementation") == path]
+        served.append(name + (f" via {', '.join(fronts)}" if fronts else ""))
+    if served:
+        return "; ".join(served)
+    blas = details.get("blas")
+    if isinstance(blas, dict):
+        blas = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip()
+    blas = blas or details.get("blas_info") or ""
+    return f"{blas} (build)" if blas else ""
+
+
+def _framework_pools(fw: dict[str, Any], details: dict[str, Any]) -> str:
+    pools = fw.get("pools") or []
+    if not pools:
+        threads = details.get("num_threads") or details.get("intra_op_threads") or ""
+        return str(threads)
+    parts = []
+    for pool in pools:
+        size = "?" if pool.get("size") is None else str(pool["size"])
+        parts.append(f"{pool.get('name', '')} {size}" + (" (set)" if pool.get("configured")
+                                                          else ""))
+    return ", ".join(parts)
 
 
 IMPORT_COLUMNS = ["module", "status", "seconds", "detail"]

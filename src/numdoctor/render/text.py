@@ -59,8 +59,10 @@ def _snapshot(console: Console, snapshot: dict[str, Any], verbose: bool) -> None
     if libs:
         console.print(_table("Native libraries (threads = pool size, running = pool threads "
                              "alive)", _facts.LIBRARY_COLUMNS, libs))
-    else:
+    elif (snapshot.get("process") or {}).get("memory_map_read", True):
         console.print("Native libraries: no BLAS/OpenMP/CUDA library is loaded")
+    else:
+        console.print("Native libraries: unknown (the process's memory map could not be read)")
     frameworks = _facts.framework_rows(snapshot)
     if frameworks:
         console.print()

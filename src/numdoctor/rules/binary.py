@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules.registry import Rule, rule
 from numdoctor.snapshot.model import ExtensionModule, NumpyBuild, Snapshot
+from numdoctor.snapshot.package_names import package_label
 from numdoctor.snapshot.requirements import canonicalize_name
 
 _NUMPY2_BUILD = "built with numpy>=2.0.0rc1"
@@ -285,8 +286,8 @@ def package_shadowed(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
         winner = shadow.imported or shadow.copies[0].path
         evidence = []
         for copy in shadow.copies:
-            label = f"{copy.distribution} {copy.version}".strip() if copy.distribution \
-                else (f"version {copy.version}, " if copy.version else "") + "no pip metadata"
+            label = package_label(copy.distribution, copy.version) if copy.distribution \
+                else (f"version {copy.version}, " if copy.version else "") + "no package metadata"
             marks = []
             if copy.path == winner:
                 marks.append("imported" if shadow.imported else "would be imported")
@@ -394,7 +395,8 @@ def blas_symbol_interposition(snapshot: Snapshot, rule: Rule) -> Iterator[Findin
     **How it is found.** Every mapped ELF object is asked, through its own GNU hash table, for
     a fixed list of BLAS/LAPACK names; only defined, exported functions count. Vendored
     copies with prefixed names (scipy-openblas's `scipy_dgemm_`) cannot clash and are not
-    reported.
+    reported, nor is an interface library that exports the names of the implementation
+    behind it (Debian's `libblas.so.3` in front of OpenBLAS: the same code runs either way).
 
     **Fix.** Do not set `RTLD_GLOBAL` process-wide: remove the `sys.setdlopenflags` call (for
     PyTorch, unset `USE_RTLD_GLOBAL_WITH_LIBTORCH`), or restore the previous flags right after
@@ -405,7 +407,10 @@ def blas_symbol_interposition(snapshot: Snapshot, rule: Rule) -> Iterator[Findin
     preload = snapshot.environment.get("LD_PRELOAD", "")
     if not clashes:
         return
+    serving = {lib.path: lib.implementation or lib.path for lib in snapshot.libraries}
     for clash in clashes:
+        if len({serving.get(lib.path, lib.path) for lib in clash.libraries}) < 2:
+            continue  # an interface library and its implementation: the same code runs
         preloaded = [lib.path for lib in clash.libraries
                      if preload and os.path.basename(lib.path) in preload]
         if not snapshot.process.rtld_global and not preloaded:

@@ -1,11 +1,14 @@
-"""What went wrong while numdoctor gathered the facts: imports that failed, hung or crashed."""
+"""What went wrong while numdoctor gathered the facts: imports that failed, hung or crashed,
+collection steps that raised, an interpreter with nothing to check."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from numdoctor._version import __version__
 from numdoctor.findings import Finding, Severity
 from numdoctor.rules.registry import Rule, Stage, declare, rule
+from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
 from numdoctor.snapshot.model import Snapshot
 
 declare(
@@ -98,3 +101,63 @@ def import_missing(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
             fix=f"pip install the package that provides {attempt.module}, or drop it from "
                 "--import.",
         )
+
+
+@rule("ND001", "A collection step failed", Severity.WARNING)
+def collection_step_failed(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
+    """
+    One step of collecting the facts raised an unexpected exception: reading an owner, a
+    library's linkage, the machine's cgroup, a framework's settings. The step is named with
+    the exception and where it was raised; every other step ran, so the rest of the report
+    is complete, but the facts this step would have added are missing (and a rule that needs
+    them may have stayed silent).
+
+    This is a bug in numdoctor, usually an environment it did not expect (an odd `sys.path`
+    entry, a broken package database, an unreadable file).
+
+    **Fix.** Please report it, with the JSON report (`numdoctor check --format json`) and
+    the numdoctor version, at the numdoctor issue tracker.
+    """
+    for error in snapshot.collection_errors:
+        evidence = [f"step: {error.step}", f"error: {error.error}"]
+        if error.where:
+            evidence.append(f"raised at: {error.where}")
+        evidence.append(f"numdoctor {__version__}")
+        yield rule.finding(
+            evidence,
+            title=f"numdoctor could not collect the {error.step}",
+            why="The facts of this step are missing from the report; the other steps ran "
+                "and their facts are complete.",
+            fix=f"Please report this at the numdoctor issue tracker, naming numdoctor "
+                f"{__version__} and attaching the JSON report (`numdoctor check --format "
+                "json`).",
+        )
+
+
+@rule("IMP005", "No numerical framework is installed in this interpreter", Severity.INFO)
+def nothing_to_import(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
+    """
+    `numdoctor check` without `--import` imports the numerical frameworks it knows that are
+    installed for the Python running it. None is, so nothing was imported and the report
+    only describes the bare interpreter: "no problems" here says nothing about your program.
+
+    The usual cause is running numdoctor with another interpreter than the program's: a
+    numdoctor installed with pipx or into another virtual environment checks that
+    environment.
+
+    **Fix.** Run numdoctor with the program's own interpreter (`/path/to/python -m
+    numdoctor check`, after `pip install numdoctor` there), or name the modules to import
+    with `--import`.
+    """
+    if snapshot.import_set != "default" or snapshot.imports:
+        return
+    python = snapshot.system.python_executable or "this Python"
+    yield rule.finding(
+        [f"interpreter: {python}",
+         "none of " + ", ".join(KNOWN_FRAMEWORKS) + " can be imported there"],
+        title=f"Nothing was imported: no numerical framework is installed for {python}",
+        why="The report describes an interpreter without NumPy, SciPy, PyTorch or "
+            "TensorFlow, not your program's environment.",
+        fix="Run `python -m numdoctor check` with the interpreter of your program (install "
+            "numdoctor there), or name modules with --import.",
+    )

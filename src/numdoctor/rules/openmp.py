@@ -31,14 +31,14 @@ def mixed_openmp_families(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
     that brings the odd runtime (`intel-openmp` is often pulled in only by `mkl`). As a stop-gap,
     `OMP_NUM_THREADS=1` keeps both pools from running at once.
     """
-    libs = snapshot.libs("openmp")
+    libs = snapshot.implementations("openmp")
     vendors = sorted({lib.vendor for lib in libs})
     if len(vendors) < 2:
         return
     dangerous = {"intel", "llvm"} <= set(vendors)
     names = " + ".join(VENDOR_NAMES[v] for v in vendors)
     yield rule.finding(
-        [describe_library(lib) for lib in libs],
+        [describe_library(lib, snapshot) for lib in libs],
         severity=Severity.ERROR if dangerous else Severity.WARNING,
         title=f"{names} are loaded in one process",
         why=(
@@ -49,7 +49,7 @@ def mixed_openmp_families(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
         ),
         fix=(
             "Use one OpenMP runtime: set MKL_THREADING_LAYER=GNU if MKL brought libiomp5, or "
-            f"install builds of {packages(libs)} that share one runtime. Stop-gap: "
+            f"install builds of {packages(libs, snapshot)} that share one runtime. Stop-gap: "
             "OMP_NUM_THREADS=1."
         ),
     )
@@ -60,7 +60,9 @@ def duplicate_openmp_copies(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]
     """
     Two or more files of the same OpenMP runtime are mapped, typically because each wheel
     vendors its own copy (`scikit_learn.libs/libgomp-<hash>.so.1.0.0` next to
-    `torch/lib/libgomp.so.1`).
+    `torch/lib/libgomp.so.1`). Runtimes are counted, not names: symbolic links and aliases of
+    one file (conda's `libgomp.so.1` -> `libomp.so`, LLVM's `libiomp5.so` -> `libomp.so`)
+    are the one runtime the dynamic linker loaded.
 
     **Why it matters.** Intel's libiomp5 aborts with "OMP: Error #15: Initializing
     libiomp5.so, but found libiomp5.so already initialized" when the second copy starts —
@@ -74,7 +76,7 @@ def duplicate_openmp_copies(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]
     others resolve to it. Limiting threads (`OMP_NUM_THREADS`) reduces the oversubscription.
     """
     by_vendor: dict[str, list] = {}
-    for lib in snapshot.libs("openmp"):
+    for lib in snapshot.implementations("openmp"):
         by_vendor.setdefault(lib.vendor, []).append(lib)
     for vendor, libs in sorted(by_vendor.items()):
         if len(libs) < 2:
@@ -90,16 +92,16 @@ def duplicate_openmp_copies(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]
               + " compete for the same cores; thread limits set through one copy do not "
               "reach the others.")
         yield rule.finding(
-            [describe_library(lib) for lib in libs],
+            [describe_library(lib, snapshot) for lib in libs],
             severity=Severity.ERROR if fatal else Severity.WARNING,
             title=f"{len(libs)} copies of {VENDOR_NAMES[vendor]} are loaded",
             why=why,
             fix=(
-                f"Keep one copy of {VENDOR_NAMES[vendor]}: install {packages(libs)} from one "
-                "channel (all pip or all conda-forge), or LD_PRELOAD the copy you want so the "
-                "others resolve to it. Meanwhile set OMP_NUM_THREADS to the effective CPU count"
-                f" ({snapshot.system.effective_cpus or 'see above'}) divided by the number of "
-                "pools that run at once."
+                f"Keep one copy of {VENDOR_NAMES[vendor]}: install {packages(libs, snapshot)} "
+                "from one channel (all pip or all conda-forge), or LD_PRELOAD the copy you "
+                "want so the others resolve to it. Meanwhile set OMP_NUM_THREADS to the "
+                f"effective CPU count ({snapshot.system.effective_cpus or 'see above'}) divided "
+                "by the number of pools that run at once."
             ),
         )
 
@@ -142,7 +144,7 @@ def duplicate_lib_ok(snapshot: Snapshot, rule: Rule) -> Iterator[Finding]:
                         "it is the likely source")
     elif origin is not None:
         evidence.append("set before numdoctor looked (by the environment or the program)")
-    intel = snapshot.libs("openmp", "intel")
+    intel = snapshot.implementations("openmp", "intel")
     evidence.extend(describe_library(lib) for lib in intel)
     yield rule.finding(
         evidence,

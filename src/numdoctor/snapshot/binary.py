@@ -33,9 +33,16 @@ _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "tests", "test"})
 
 
 def collect_binary(live: dict[str, Any] | None = None, *, scan_abi: bool = False,
-                   confirm_abi: bool = False, notes: list[str] | None = None) -> BinaryFacts:
-    """`live`: the inspected process's live facts (default: this process's, taken now)."""
-    notes = notes if notes is not None else []
+                   confirm_abi: bool = False,
+                   errors: list[dict[str, str]] | None = None) -> BinaryFacts:
+    """`live`: the inspected process's live facts (default: this process's, taken now).
+
+    A step that raises is recorded in `errors` (as numdoctor.snapshot.failures describes
+    it) and the others still run.
+    """
+    from numdoctor.snapshot.failures import Steps
+
+    steps = Steps(errors)
     if live is None:
         from numdoctor.snapshot.live import live_facts
 
@@ -45,10 +52,7 @@ def collect_binary(live: dict[str, Any] | None = None, *, scan_abi: bool = False
     sys_path = [os.path.realpath(p) for p in live["sys_path"]]
 
     def step(what: str, action: Callable[[], None]) -> None:
-        try:
-            action()
-        except Exception as exc:  # one failing collector must not cost the others
-            notes.append(f"{what} failed: {type(exc).__name__}: {exc}")
+        steps.run(what, action, None)
 
     def requirements() -> None:
         if scan_abi:  # the whole-environment scan reads everything afresh
@@ -76,11 +80,12 @@ def collect_binary(live: dict[str, Any] | None = None, *, scan_abi: bool = False
                        live.get("extension_files", [])))
     if confirm_abi and facts.extensions:
         step("the runtime import check", lambda: abi.confirm(facts.extensions, sys_path))
-    facts.reloads.extend(ModuleReload(**r) for r in live.get("reloads", []))
+    step("module reloads", lambda: facts.reloads.extend(
+        ModuleReload(**r) for r in live.get("reloads", [])))
     step("the sys.path shadowing check", lambda: facts.shadowed.extend(
         find_shadowed(live["sys_path"], live["mapped"], live.get("imported_packages", {}))))
     # SYM001 needs RTLD_GLOBAL in effect; reading symbol tables otherwise is --scan-abi work.
-    if scan_abi or live["process"]["rtld_global"]:
+    if scan_abi or live["process"].get("rtld_global"):
         step("the symbol lookup", symbols)
     return facts
 

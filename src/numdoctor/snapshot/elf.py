@@ -9,7 +9,11 @@
    decode all 74,000 `.dynsym` entries of libtorch_cpu.so in Python to find one; this reads a
    few pages. Results are cached by (path, size, mtime).
 
-Both work on a read-only mmap, so nothing beyond the touched pages is read from disk.
+3. What does a library call itself (DT_SONAME) and which libraries does it need (DT_NEEDED)?
+   That tells an interface library (Debian's `libblas.so.3` in front of OpenBLAS) from the
+   implementation behind it, and which BLAS an extension module was linked against.
+
+All work on a read-only mmap, so nothing beyond the touched pages is read from disk.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 _SHT_HASH = 5
+_SHT_DYNAMIC = 6
 _SHT_DYNSYM = 11
 _SHT_GNU_HASH = 0x6FFFFFF6
 _SHF_ALLOC = 0x2
@@ -29,6 +35,12 @@ _SHF_EXECINSTR = 0x4
 _STB_GLOBAL, _STB_WEAK, _STB_GNU_UNIQUE = 1, 2, 10
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10
 _STV_DEFAULT, _STV_PROTECTED = 0, 3
+_DT_NULL, _DT_NEEDED, _DT_SONAME = 0, 1, 14
+
+
+class Linkage(NamedTuple):
+    soname: str  # "" when the object sets none
+    needed: tuple[str, ...]  # DT_NEEDED names, in order
 
 
 class NotElf(ValueError):
@@ -246,6 +258,27 @@ class ElfFile:
                 return index
         return None
 
+    # -- question 3: what it is called and what it needs ---------------------------------
+    def linkage(self) -> Linkage:
+        """DT_SONAME and the DT_NEEDED names, from the `.dynamic` section."""
+        dynamic = next((s for s in self.sections if s.type == _SHT_DYNAMIC), None)
+        if dynamic is None or dynamic.link >= len(self.sections):
+            return Linkage("", ())
+        strtab = self.sections[dynamic.link].offset
+        fmt = self.endian + ("qQ" if self.is64 else "iI")
+        size = struct.calcsize(fmt)
+        soname, needed = "", []
+        end = min(dynamic.offset + dynamic.size, len(self._map))
+        for base in range(dynamic.offset, end - size + 1, size):
+            tag, value = struct.unpack_from(fmt, self._map, base)
+            if tag == _DT_NULL:
+                break
+            if tag == _DT_NEEDED:
+                needed.append(self._cstr(strtab + value))
+            elif tag == _DT_SONAME:
+                soname = self._cstr(strtab + value)
+        return Linkage(soname, tuple(needed))
+
 
 def _gnu_hash(name: bytes) -> int:
     h = 5381
@@ -290,3 +323,21 @@ def _exported_cached(path: str, _size: int, _mtime: int, names: tuple[str, ...]
             return tuple(elf.exported(names))
     except (OSError, NotElf, struct.error, IndexError):
         return ()
+
+
+def linkage(path: str) -> Linkage:
+    """SONAME and DT_NEEDED of the library at `path`; empty when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return Linkage("", ())
+    return _linkage_cached(path, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _linkage_cached(path: str, _size: int, _mtime: int) -> Linkage:
+    try:
+        with ElfFile(path) as elf:
+            return elf.linkage()
+    except (OSError, NotElf, struct.error, IndexError):
+        return Linkage("", ())

@@ -273,7 +273,11 @@ def _can_fork(imports: list[str]) -> bool:
 
     if not hasattr(os, "fork") or sys.platform != "linux":
         return False
-    if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:  # no /proc to tell: a fresh interpreter is the safe choice
+        return False
+    if threading.active_count() != 1 or threads != 1:
         return False
     watched = {*KNOWN_FRAMEWORKS, "threadpoolctl", *(m.split(".")[0] for m in imports)}
     return not any(name.split(".")[0] in watched for name in sys.modules)

@@ -27,6 +27,9 @@ _PATTERNS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("blas", "mkl", ("libmkl_rt", "libmkl_core"), rf"^libmkl_(?:rt|core){_H}\.so"),
     ("blas", "blis", ("libblis",), rf"^libblis[\w]*?{_H}\.so"),
     ("blas", "flexiblas", ("libflexiblas",), rf"^libflexiblas{_H}\.so"),
+    # ATLAS: Debian's libatlas3-base (behind its own libblas.so.3 alternative), RHEL's
+    # libsatlas/libtatlas.
+    ("blas", "atlas", ("libatlas", "libsatlas", "libtatlas"), rf"^lib[st]?atlas{_H}\.so"),
     ("blas", "reference", ("libblas", "libcblas", "liblapack"),
      rf"^lib(?:c?blas|lapack)(?:64)?{_H}\.so"),
     ("cuda", "cudart", ("libcudart.so",), r"^libcudart\.so"),

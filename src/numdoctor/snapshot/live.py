@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from numdoctor.core.procfs import read_maps
+from numdoctor.core.procfs import MapEntry, read_maps
 from numdoctor.snapshot.libraries import loaded_libraries, mkl_threading_layers
 from numdoctor.snapshot.threads import StackScan, python_thread_ids, thread_ids
 
@@ -32,52 +33,82 @@ def live_facts(*, threadpools: bool = True) -> LiveFacts:
     """What this process has loaded and started, read without changing it.
 
     `threadpools=False` skips threadpoolctl (which calls into every BLAS/OpenMP library).
+    Every step is isolated: one that raises is recorded in `errors` (reported as ND001) and
+    the others still run.
     """
     from numdoctor.snapshot.environment import pick_environment
+    from numdoctor.snapshot.failures import Steps
     from numdoctor.snapshot.frameworks import collect_frameworks
     from numdoctor.snapshot.reloads import find_reloads
 
     kmp_before = os.environ.get(_KMP)
     notes: list[str] = []
-    facts: LiveFacts = {"created": time.time(), "notes": notes}
-    facts["process"] = _process_info(kmp_before)
-    facts["environment"] = pick_environment()
+    steps = Steps()
+    facts: LiveFacts = {"created": time.time(), "notes": notes, "errors": steps.errors}
+    facts["process"] = steps.run("process facts", lambda: _process_info(kmp_before),
+                                 {"pid": os.getpid(), "kmp_duplicate_lib_ok_original": kmp_before})
+    facts["environment"] = steps.run("environment variables", pick_environment, {})
     try:
         maps = read_maps()
     except OSError as exc:
         maps = []
         notes.append(f"could not read /proc/self/maps ({exc}); libraries unknown")
+    except Exception as exc:
+        maps = []
+        steps.record("memory map (/proc/self/maps)", exc)
+    facts["process"]["memory_map_read"] = bool(maps)
     facts["mapped"] = list(dict.fromkeys(
         e.path for e in maps if e.path.startswith("/") and not e.path.endswith(" (deleted)")))
-    mapped = loaded_libraries(maps)
-    facts["libraries"] = libraries = [
+    mapped = steps.run("loaded libraries", lambda: loaded_libraries(maps), [])
+    facts["libraries"] = libraries = steps.run("library vendors", lambda: [
         {"path": lib.path, "family": lib.family,
          "vendor": _reference_vendor(lib.path) if lib.vendor == "reference" else lib.vendor}
         for lib in mapped
-    ]
-    facts["mkl_threading_layers"] = mkl_threading_layers(maps)
+    ], [{"path": lib.path, "family": lib.family, "vendor": lib.vendor} for lib in mapped])
+    facts["mkl_threading_layers"] = steps.run("MKL threading layers",
+                                              lambda: mkl_threading_layers(maps), [])
     # Which pools have started: parked workers are read now; workers still spinning after
     # their last task are read again at the end, once the rest has been collected.
-    pools = {lib.path: lib.text_ranges for lib in mapped if lib.family in ("openmp", "blas")}
-    scan = StackScan(pools, maps, skip_tids=python_thread_ids())
-    scan.start()
-    facts["threadpools"] = _threadpool_info(libraries, kmp_before,
-                                            facts["process"]["threadpoolctl_preloaded"],
-                                            notes) if threadpools else []
-    facts["frameworks"] = collect_frameworks()
-    facts["reloads"] = find_reloads()
-    cwd = os.getcwd()
-    facts["sys_path"] = [entry or cwd for entry in sys.path]
-    facts["numpy"] = _numpy_location()
-    facts["imported_packages"] = _imported_package_dirs()
+    pools: dict[str, Iterable[tuple[int, int]]] = {
+        lib.path: lib.text_ranges for lib in mapped if lib.family in ("openmp", "blas")}
+    scan = steps.run("thread stacks", lambda: _started_scan(pools, maps), None)
+    preloaded = bool(facts["process"].get("threadpoolctl_preloaded"))
+    facts["threadpools"] = steps.run(
+        "threadpoolctl", lambda: _threadpool_info(libraries, kmp_before, preloaded, notes),
+        []) if threadpools else []
+    facts["frameworks"] = steps.run("frameworks", collect_frameworks, [])
+    facts["reloads"] = steps.run("module reloads", find_reloads, [])
+    facts["sys_path"] = steps.run("sys.path", _sys_path, [])
+    facts["numpy"] = steps.run("NumPy location", _numpy_location, None)
+    facts["imported_packages"] = steps.run("imported packages", _imported_package_dirs, {})
     # Without /proc maps, the imported extension modules stand in for what is mapped.
-    facts["extension_files"] = [] if maps else _extension_files()
-    counts, _examined, unreadable = scan.finish()
+    facts["extension_files"] = [] if maps else steps.run("extension modules",
+                                                         _extension_files, [])
+    counts, unreadable = steps.run("thread stacks", lambda: _finish_scan(scan), ({}, []))
     facts["active_threads"] = counts
     if unreadable:
         notes.append(f"{len(unreadable)} thread(s) were busy or unreadable; pool activity is "
                      "a lower bound")
     return facts
+
+
+def _started_scan(pools: dict[str, Iterable[tuple[int, int]]],
+                  maps: list[MapEntry]) -> StackScan:
+    scan = StackScan(pools, maps, skip_tids=python_thread_ids())
+    scan.start()
+    return scan
+
+
+def _finish_scan(scan: StackScan | None) -> tuple[dict[str, int], list[int]]:
+    if scan is None:
+        return {}, []
+    counts, _examined, unreadable = scan.finish()
+    return counts, unreadable
+
+
+def _sys_path() -> list[str]:
+    cwd = os.getcwd()
+    return [entry or cwd for entry in sys.path if isinstance(entry, str)]
 
 
 def _process_info(kmp_before: str | None) -> dict[str, Any]:
@@ -160,9 +191,10 @@ def _threadpool_info(libraries: list[dict[str, str]], kmp_before: str | None,
 def _numpy_location() -> dict[str, Any] | None:
     """The loaded NumPy, or the directory an import would pick; found without importing."""
     module = sys.modules.get("numpy")
-    if module is not None and getattr(module, "__file__", None):
+    location = getattr(module, "__file__", None)
+    if isinstance(location, str):
         return {"version": str(getattr(module, "__version__", "")),
-                "path": os.path.dirname(os.path.realpath(module.__file__)), "loaded": True}
+                "path": os.path.dirname(os.path.realpath(location)), "loaded": True}
     import importlib.util
 
     try:
@@ -191,7 +223,9 @@ def _extension_files() -> list[str]:
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        name = os.path.basename(path) if isinstance(path, str) else ""
+        if not isinstance(path, str):
+            continue
+        name = os.path.basename(path)
         if name.endswith(".so") or ".so." in name:
             found.add(os.path.realpath(path))
     return sorted(found)

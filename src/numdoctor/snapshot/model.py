@@ -49,8 +49,12 @@ class LoadedLibrary:
 
     path: str  # real path, symlinks resolved
     family: str  # "openmp", "blas", "cuda", "cxx"
-    vendor: str  # e.g. "gnu", "intel", "llvm", "openblas", "mkl", "blis", "cublas", "libstdc++"
-    distribution: str = ""  # pip distribution that ships the file ("" = not from pip)
+    # e.g. "gnu", "intel", "llvm", "openblas", "mkl", "blis", "cublas", "libstdc++"; for an
+    # interface library, the vendor of the implementation behind it
+    vendor: str
+    # The package that installed the file: a pip distribution ("numpy"), or "conda:<name>",
+    # "deb:<name>", "rpm:<name>" ("" = no package manager knows it)
+    distribution: str = ""
     distribution_version: str = ""
     version: str = ""  # the library's own version when it tells one
     num_threads: int | None = None  # current pool size (threadpoolctl)
@@ -60,6 +64,28 @@ class LoadedLibrary:
     # Threads whose live stack holds a return address into this library: a pool that has
     # started. None = not measured.
     active_threads: int | None = None
+    soname: str = ""  # DT_SONAME, the name other libraries ask for
+    # Real path of the implementation that runs the calls made through this library, when it
+    # is only an interface to it (Debian's libblas.so.3 in front of OpenBLAS, FlexiBLAS and
+    # its backend); "" when this library is an implementation with its own code and pool.
+    implementation: str = ""
+    # update-alternatives links that select this file, e.g. "libblas.so.3-x86_64-linux-gnu".
+    alternatives: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ThreadPool:
+    """A pool of threads a framework runs its work on, as the framework sizes it."""
+
+    name: str  # "intra-op", "inter-op", "XLA CPU", ...
+    size: int | None = None  # threads it runs at most (None = unknown)
+    configured: bool = False  # set by the program or an environment variable, not a default
+    source: str = ""  # what decided the size: "TF_NUM_INTRAOP_THREADS=4", "default: ..."
+    knob: str = ""  # how to change it, e.g. "torch.set_num_interop_threads(n)"
+    started: bool | None = None  # its threads exist now (None = cannot be known)
+    # Real path of the native library whose pool this is (torch's intra-op pool is its
+    # OpenMP runtime's pool): the same threads, counted once.
+    runs_on: str = ""
 
 
 @dataclass
@@ -67,8 +93,21 @@ class FrameworkInfo:
     name: str  # import name: numpy, scipy, torch...
     version: str = ""
     path: str = ""
-    distribution: str = ""
+    distribution: str = ""  # as LoadedLibrary.distribution
     details: dict[str, Any] = field(default_factory=dict)
+    # Real paths of the BLAS implementations its loaded extension modules are linked to
+    # (through interface libraries), i.e. the BLAS that really serves its calls.
+    blas_libraries: list[str] = field(default_factory=list)
+    pools: list[ThreadPool] = field(default_factory=list)
+
+
+@dataclass
+class CollectionError:
+    """A step of collecting that failed unexpectedly: a numdoctor bug, reported as such."""
+
+    step: str  # what was being collected, e.g. "owner of each loaded library"
+    error: str  # the exception in one line, e.g. "IndexError: 2"
+    where: str = ""  # innermost frame, e.g. "ownership.py:129 in _owner"
 
 
 @dataclass
@@ -93,6 +132,8 @@ class ProcessInfo:
     rtld_global: bool = False  # sys.getdlopenflags() contains RTLD_GLOBAL
     threadpoolctl_preloaded: bool = False  # threadpoolctl was imported before we looked
     kmp_duplicate_lib_ok_original: str | None = None  # value before threadpoolctl could touch it
+    # /proc/<pid>/maps could be read: without it, which libraries are loaded is unknown
+    memory_map_read: bool = True
 
 
 @dataclass
@@ -108,6 +149,11 @@ class Snapshot:
     # Things the collector could not find out, and why; shown so silence is never mistaken
     # for health.
     notes: list[str] = field(default_factory=list)
+    # Collection steps that raised; the rest of the snapshot is complete.
+    collection_errors: list[CollectionError] = field(default_factory=list)
+    # Which modules the collector was asked to import: "default" (the known frameworks that
+    # are installed), "explicit" (--import), "" (none: the calling process as it is).
+    import_set: str = ""
     # Binary compatibility, reloads, shadowing, requirement and symbol conflicts. The lambda
     # defers the name lookup: BinaryFacts is defined in its own section at the end of this file.
     binary: BinaryFacts = field(default_factory=lambda: BinaryFacts())
@@ -120,6 +166,16 @@ class Snapshot:
             for lib in self.libraries
             if (family is None or lib.family == family) and (vendor is None or lib.vendor == vendor)
         ]
+
+    def implementations(self, family: str | None = None,
+                        vendor: str | None = None) -> list[LoadedLibrary]:
+        """The libraries that run code with their own pool: interface libraries left out
+        (they are counted with the implementation behind them)."""
+        return [lib for lib in self.libs(family, vendor) if not lib.implementation]
+
+    def interfaces_of(self, implementation: LoadedLibrary) -> list[LoadedLibrary]:
+        """The interface libraries whose calls `implementation` runs."""
+        return [lib for lib in self.libraries if lib.implementation == implementation.path]
 
     def framework(self, name: str) -> FrameworkInfo | None:
         return next((f for f in self.frameworks if f.name == name), None)

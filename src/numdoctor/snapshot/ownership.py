@@ -1,8 +1,14 @@
-"""Which installed package ships a file: pip distributions (RECORD) and conda packages.
+"""Which installed package ships a file: pip distributions (RECORD), conda packages and
+operating-system packages (dpkg, rpm: numdoctor.snapshot.os_packages).
 
 The common case is answered by reading one RECORD: `site-packages/numpy.libs/x.so` belongs to
 the distribution named like its top directory. Namespace directories (`nvidia/cublas/...`) and
 odd names fall back to an index of every RECORD in that site directory, built once.
+
+`owning_distribution` answers "which pip (or conda) distribution": what `pip install` would
+change. `owning_package` answers "who installed this file", and asks the OS package database
+too: for a file no pip RECORD lists (`libopenblas0-pthread` owns Debian's OpenBLAS), and for a
+distribution the OS installed (Debian's python3-scipy ships a RECORD but no pip INSTALLER).
 """
 
 from __future__ import annotations
@@ -35,6 +41,15 @@ def _dist_infos(site: str) -> dict[str, Path]:
     return found
 
 
+def _installer(dist_info: Path) -> str:
+    """The tool that installed a distribution, from its INSTALLER file ("" = none says)."""
+    try:
+        with open(dist_info / "INSTALLER", encoding="utf-8", errors="replace") as fh:
+            return fh.readline().strip().lower()
+    except OSError:
+        return ""
+
+
 def _metadata_name_version(dist_info: Path) -> tuple[str, str]:
     name, version = "", ""
     try:
@@ -56,7 +71,7 @@ def _record(dist_info: Path) -> frozenset[str]:
     try:
         with open(dist_info / "RECORD", encoding="utf-8", errors="replace", newline="") as fh:
             return frozenset(row[0] for row in csv.reader(fh) if row)
-    except OSError:
+    except (OSError, csv.Error):  # a RECORD with NUL bytes or broken quoting lists nothing
         return frozenset()
 
 
@@ -109,8 +124,45 @@ def owning_distribution(path: str) -> tuple[str, str] | None:
     return _owner(os.path.realpath(path), tuple(sys.path))
 
 
+# INSTALLER values written by OS packagers (Fedora's RPM macros write "rpm"; Debian's
+# python3-* packages ship none): such a distribution belongs to the OS package database.
+_OS_INSTALLERS = frozenset({"", "rpm", "dpkg", "debian", "apt"})
+
+
+def owning_package(path: str) -> tuple[str, str] | None:
+    """(package, version) of whatever installed `path`: a pip distribution ("numpy"), or
+    "conda:<name>", "deb:<name>", "rpm:<name>"; None when nothing claims it."""
+    return _package(os.path.realpath(path), tuple(sys.path))
+
+
+@lru_cache(maxsize=8192)
+def _package(real: str, sys_path: tuple[str, ...]) -> tuple[str, str] | None:
+    from numdoctor.snapshot.os_packages import os_package_owner
+
+    dist_info = _record_owner(real, sys_path)
+    if dist_info is not None and _installer(dist_info) not in _OS_INSTALLERS:
+        return _metadata_name_version(dist_info)
+    if dist_info is None:
+        conda = _conda_owner(real)
+        if conda is not None:
+            return conda
+    system = os_package_owner(real)
+    if system is not None:
+        return system
+    return _metadata_name_version(dist_info) if dist_info is not None else None
+
+
 @lru_cache(maxsize=8192)
 def _owner(real: str, sys_path: tuple[str, ...]) -> tuple[str, str] | None:
+    dist_info = _record_owner(real, sys_path)
+    if dist_info is not None:
+        return _metadata_name_version(dist_info)
+    return _conda_owner(real)
+
+
+@lru_cache(maxsize=8192)
+def _record_owner(real: str, sys_path: tuple[str, ...]) -> Path | None:
+    """The .dist-info whose RECORD lists `real`, along `sys_path`."""
     sites = [s for s in sorted(_site_dirs(sys_path), key=len, reverse=True) if _dist_infos(s)]
     for site in sites:
         if not real.startswith(site + os.sep):
@@ -119,19 +171,33 @@ def _owner(real: str, sys_path: tuple[str, ...]) -> tuple[str, str] | None:
         top = relative.split(os.sep, 1)[0]
         guess = _dist_infos(site).get(_normalize(top.removesuffix(".libs")))
         if guess is not None and _record_lists(guess, relative):
-            return _metadata_name_version(guess)
+            return guess
         owner = _full_index(site).get(real)
         if owner is not None:
-            return _metadata_name_version(owner)
+            return owner
     # Data files installed beside the environment (<prefix>/lib/libiomp5.so): only a file
-    # under the prefix of a site directory can be pip's.
+    # under the prefix of a site directory can be pip's. A site directory that is not
+    # <prefix>/lib/pythonX.Y/site-packages (a --target directory such as /opt/python) has
+    # no such prefix.
     for site in sites:
-        prefix = Path(site).parents[2]  # <prefix>/lib/pythonX.Y/site-packages
+        prefix = _environment_prefix(site)
+        if prefix is None:
+            continue
         if real.startswith(f"{prefix}{os.sep}") and not real.startswith(site + os.sep):
             owner = _full_index(site).get(real)
             if owner is not None:
-                return _metadata_name_version(owner)
-    return _conda_owner(real)
+                return owner
+    return None
+
+
+def _environment_prefix(site: str) -> str | None:
+    """<prefix> of a <prefix>/lib*/python*/site-packages directory, else None."""
+    parts = Path(site).parts
+    if len(parts) < 4 or parts[-1] not in ("site-packages", "dist-packages") \
+            or not parts[-2].startswith("python") or not parts[-3].startswith("lib"):
+        return None
+    prefix = str(Path(*parts[:-3]))
+    return None if prefix == os.sep else prefix
 
 
 @cache

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from numdoctor.snapshot.abi import version_file
 from numdoctor.snapshot.model import PackageCopy, ShadowedPackage
-from numdoctor.snapshot.ownership import owning_distribution
+from numdoctor.snapshot.ownership import owning_package
 from numdoctor.snapshot.reloads import NUMERICAL_PACKAGES
 
 
@@ -26,8 +26,10 @@ def find_shadowed(sys_path: list[str], mapped_paths: Iterable[str],
         if mapped is None:
             mapped = sorted({os.path.realpath(p) for p in mapped_paths if p.startswith("/")})
         for copy in copies:
-            owner = owning_distribution(os.path.join(copy.path, "__init__.py"))
-            if owner:
+            owner = owning_package(os.path.join(copy.path, "__init__.py"))
+            if owner and ":" in owner[0]:  # conda/apt/rpm: their versions are not the package's
+                copy.distribution, copy.version = owner[0], version_file(copy.path) or owner[1]
+            elif owner:
                 copy.distribution, copy.version = owner
             else:  # a source tree or a copied directory: the package may still say
                 copy.version = version_file(copy.path)

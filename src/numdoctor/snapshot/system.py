@@ -96,7 +96,7 @@ def read_cpuinfo(path: Path) -> tuple[str, list[str]]:
 
 def read_memtotal(path: Path) -> int | None:
     try:
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
