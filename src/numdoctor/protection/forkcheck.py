@@ -29,12 +29,13 @@ def fork_hazard() -> Finding | None:
     if not started:
         return None
     from numdoctor.rules.fork import fork_after_openmp
-    from numdoctor.snapshot.ownership import owning_distribution
+    from numdoctor.snapshot.ownership import owning_package
+    from numdoctor.snapshot.package_names import package_label
 
     evidence = []
     for path, threads in started:
-        owner = owning_distribution(path)
-        package = f"{owner[0]} {owner[1]}" if owner else "not from a pip package"
+        owner = owning_package(path)
+        package = package_label(*owner) if owner else "installed by no package manager"
         evidence.append(f"GNU libgomp: {path} [{package}] ({threads} pool thread(s) running)")
     return fork_after_openmp.rule.finding(
         evidence,

@@ -419,7 +419,7 @@ def blas_symbol_interposition(snapshot: Snapshot, rule: Rule) -> Iterator[Findin
                     else f"LD_PRELOAD={preload}"]
         for lib in clash.libraries:
             owner = f"{lib.distribution} {lib.distribution_version}".strip() \
-                if lib.distribution else "not from a pip package"
+                if lib.distribution else "installed by no package manager"
             evidence.append(f"{lib.path} [{owner}] exports {', '.join(clash.symbols[:8])}"
                             + (f" (+{len(clash.symbols) - 8} more)" if len(clash.symbols) > 8
                                else ""))

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from numdoctor.snapshot.elf import exported_symbols, is_elf
 from numdoctor.snapshot.model import SymbolClash, SymbolExporter
-from numdoctor.snapshot.ownership import owning_distribution
+from numdoctor.snapshot.ownership import owning_package
 
 # The Fortran-ABI and CBLAS names every BLAS/LAPACK provider exports, in LP64 and the
 # common ILP64 (`64_`) flavour. Prefixed builds (scipy-openblas's `scipy_dgemm_`) cannot
@@ -55,7 +55,7 @@ def find_symbol_clashes(objects: list[str]) -> tuple[int, list[SymbolClash]]:
         libraries = []
         for path in paths:
             exporter = SymbolExporter(path=path)
-            owner = owning_distribution(path)
+            owner = owning_package(path)
             if owner:
                 exporter.distribution, exporter.distribution_version = owner
             libraries.append(exporter)

@@ -56,7 +56,7 @@ def _without_numdoctor(env: dict[str, str]) -> dict[str, str]:
 def _frameworks(paths: list[str]) -> list:
     from numdoctor.snapshot.frameworks import KNOWN_FRAMEWORKS
     from numdoctor.snapshot.model import FrameworkInfo
-    from numdoctor.snapshot.ownership import owning_distribution
+    from numdoctor.snapshot.ownership import owning_package
 
     found: dict[str, FrameworkInfo] = {}
     for path in paths:
@@ -67,7 +67,7 @@ def _frameworks(paths: list[str]) -> list:
             top = rest.split("/", 1)[0]
             if top in KNOWN_FRAMEWORKS and top not in found:
                 info = FrameworkInfo(name=top, path=f"{site}{marker}{top}")
-                owner = owning_distribution(path)
+                owner = owning_package(path)
                 if owner:
                     info.distribution, info.version = owner
                 found[top] = info
@@ -121,9 +121,10 @@ def capture(pid: int, info: dict[str, Any] | None = None) -> Capture:
 def build(taken: Capture, started: float | None = None):
     """The `Snapshot` of a capture (the process may be gone by now)."""
     from numdoctor.snapshot.environment import collect_environment
+    from numdoctor.snapshot.implementations import resolve_interfaces
     from numdoctor.snapshot.libraries import mkl_threading_layers
     from numdoctor.snapshot.model import LoadedLibrary, ProcessInfo, Snapshot
-    from numdoctor.snapshot.ownership import owning_distribution
+    from numdoctor.snapshot.ownership import owning_package
     from numdoctor.snapshot.system import collect_system, effective_cpus
 
     pid, info = taken.pid, taken.info
@@ -150,7 +151,7 @@ def build(taken: Capture, started: float | None = None):
     layers = mkl_threading_layers(taken.maps)
     for lib in loaded_libraries(taken.maps):
         described = LoadedLibrary(path=lib.path, family=lib.family, vendor=lib.vendor)
-        owner = owning_distribution(lib.path)
+        owner = owning_package(lib.path)
         if owner:
             described.distribution, described.distribution_version = owner
         if lib.vendor == "mkl" and layers:
@@ -158,6 +159,8 @@ def build(taken: Capture, started: float | None = None):
         if lib.path in taken.active:
             described.active_threads = taken.active[lib.path]
         snapshot.libraries.append(described)
+    # Debian's libblas.so.3 in front of OpenBLAS is one implementation, not two (as `check`).
+    resolve_interfaces(snapshot.libraries)
     if taken.unreadable:
         snapshot.notes.append(f"{taken.unreadable} thread(s) were busy or unreadable; pool "
                               "activity is a lower bound")

@@ -12,7 +12,8 @@ from functools import lru_cache
 
 from numdoctor.core.stacks.model import Frame
 from numdoctor.rules.run.culprit import is_standard_library
-from numdoctor.snapshot.ownership import owning_distribution
+from numdoctor.snapshot.ownership import owning_package
+from numdoctor.snapshot.package_names import package_label
 
 
 def add_site_dirs(directories: list[str]) -> None:
@@ -32,9 +33,9 @@ def _package_of(path: str) -> str:
         return ""
     if is_standard_library(path):
         return "Python standard library"
-    owner = owning_distribution(path)
+    owner = owning_package(path)
     if owner:
-        return f"{owner[0]} {owner[1]}".strip()
+        return package_label(*owner)
     for marker in ("site-packages", "dist-packages"):
         parts = path.split(os.sep)
         if marker in parts:
@@ -42,12 +43,12 @@ def _package_of(path: str) -> str:
             if rest:
                 return rest[0].removesuffix(".libs").split("-", 1)[0]
     if path.startswith(("/usr/lib", "/lib", "/usr/local/lib")):
-        return "system library (not from pip)"
+        return "system library (no package manager knows it)"
     return ""
 
 
 def package_of(path: str) -> str:
-    """'torch 2.13.0', 'Python standard library', 'system library (not from pip)' or ''."""
+    """'torch 2.13.0', 'libc6 2.36-9 (apt)', 'Python standard library' or ''."""
     return _package_of(path)
 
 

@@ -19,11 +19,13 @@ _BLAS_CALL = re.compile(r"gemm|gemv|syrk|trsm|potrf|getrf|gesdd|gesvd|syev|blas|
 
 
 def owner(path: str) -> str:
-    """'torch 2.13.0' for a file a pip package installed, '' otherwise."""
-    from numdoctor.snapshot.ownership import owning_distribution
+    """'torch 2.13.0', 'libgomp1 12.2.0-14 (apt)' for a file a package manager installed,
+    '' otherwise."""
+    from numdoctor.snapshot.ownership import owning_package
+    from numdoctor.snapshot.package_names import package_label
 
-    found = owning_distribution(path) if path else None
-    return f"{found[0]} {found[1]}".strip() if found else ""
+    found = owning_package(path) if path else None
+    return package_label(*found) if found else ""
 
 
 def diagnose(tree: Tree, path: Path) -> Verdict | None:
@@ -58,7 +60,7 @@ def _verdict(tree: Tree, path: Path, node: Node, others: list[Node]) -> Verdict:
         + threads,
         f"it used {cpu} CPU over the last {tree.facts.window:g} s and its thread "
         f"{thread.tid} waits in {os.path.basename(gomp.file)} ({gomp.file}) "
-        f"[{owner(gomp.file) or 'not from a pip package'}]",
+        f"[{owner(gomp.file) or 'installed by no package manager'}]",
     ]
     if blas is not None:
         lines.append(f"under a BLAS call: {blas.function} in {os.path.basename(blas.file)} "

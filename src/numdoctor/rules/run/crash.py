@@ -198,7 +198,7 @@ def crash_finding(death: Death, *, interpreters: tuple[str, ...], flags: set[str
     kernel_library = death.kernel_library
     if blamed is None and kernel_library:
         # No stack (a native program): the kernel's record names the faulting library.
-        owner = death.kernel_library_package or "not from a pip package"
+        owner = death.kernel_library_package or "installed by no package manager"
         evidence.append(f"culprit: {os.path.basename(kernel_library)} [{owner}] (the library "
                         "that held the faulting instruction, from the kernel log)")
     if blamed is not None:

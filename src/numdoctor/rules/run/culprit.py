@@ -64,7 +64,7 @@ class Culprit:
     reason: str  # how it was chosen, for the evidence
 
     def describe(self) -> str:
-        owner = self.package or "not from a pip package"
+        owner = self.package or "installed by no package manager"
         if self.library:
             return f"{os.path.basename(self.library)} [{owner}] ({self.reason})"
         module = module_of(self.frame.file)
