@@ -211,9 +211,9 @@ def test_proc_that_cannot_be_read(tmp_path):
 def test_a_process_that_vanished_and_a_proc_tree_of_garbage(tmp_path):
     """The collectors that read other processes and the machine, pointed at a pid that has
     exited and at a /proc tree whose files are garbage, directories or missing."""
-    from numdoctor.snapshot.libraries import read_maps
+    from numdoctor.core.procfs import read_maps, thread_ids
     from numdoctor.snapshot.system import collect_system
-    from numdoctor.snapshot.threads import attribute_threads, thread_ids
+    from numdoctor.snapshot.threads import attribute_threads
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()

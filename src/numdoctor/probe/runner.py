@@ -17,11 +17,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from numdoctor.core.status import Status
 from numdoctor.probe.scenarios import OK_MARKER, Scenario, script
 from numdoctor.probe.turns import ENV_TURN
 
 # Outcomes, worst first.
 OUTCOMES = ("crash", "hang", "error", "slow", "pass", "not-run")
+# What the supervisor's report says happened to a scenario.
+_STOPPED = {Status.HANG, Status.SPINNING, Status.TIMEOUT, Status.DEADLOCK}
+_DIED = {Status.CRASH, Status.SIGNAL, Status.OOM}
 
 
 @dataclass
@@ -99,9 +103,9 @@ def _classify(scenario: Scenario, done: subprocess.CompletedProcess, seconds: fl
     if code == 0 and result.op_seconds is not None:
         result.detail = ""
         return result
-    if code == 124 or status in ("hang", "spinning", "timeout"):
+    if code == 124 or status in _STOPPED:
         result.outcome = "hang"
-    elif code > 128 or status in ("crash", "signal", "oom") or "failed: -" in done.stderr \
+    elif code > 128 or status in _DIED or "failed: -" in done.stderr \
             or "exit code -" in done.stderr:
         result.outcome = "crash"
     else:

@@ -308,7 +308,15 @@ class Controller:
         # A spawned pytest's own output (its header...) says nothing once tests run with
         # their output captured; before that, or without capture, it may say everything.
         shown_log = "" if worker.ready and self.config.getoption("capture") != "no" else log
-        if run.verdict in (Status.HANG, Status.SPINNING):
+        if run.verdict is Status.DEADLOCK and run.incident is not None and \
+                run.incident.diagnosis is not None:
+            seconds = time.monotonic() - run.started
+            message = (f"deadlocked during {phase}: {run.incident.diagnosis.summary} (proven "
+                       f"after {seconds:.1f} s"
+                       + (f", before the {run.timeout:g} s timeout)" if run.timeout else ")"))
+            text = hang_text(run, worker, message, shown_log)
+            self.incidents.append(f"{nodeid} {message}")
+        elif run.verdict in (Status.HANG, Status.SPINNING, Status.DEADLOCK):
             if run.started:
                 message = (f"no result within {run.timeout:g} s ({run.timeout_source}); "
                            f"stopped during {phase}")

@@ -34,6 +34,7 @@ from numdoctor.pytest_plugin._reports import is_harness
 # crashes): a suite that never does pays nothing for it. (In a session without bytecode
 # caches, pytest rewrites the asserts of every module of a plugin's package on import.)
 if TYPE_CHECKING:
+    from numdoctor.supervise.sentinel import Sentinel
     from numdoctor.supervise.watch import Ending, Incident, Watch
 
 # Seconds a worker may take to be ready: a fork starts in milliseconds (unless fork-unsafe
@@ -41,9 +42,10 @@ if TYPE_CHECKING:
 STARTUP_LIMIT = {"fork": 60.0, "spawn": 300.0}
 # Seconds a worker may take to stop (tear down the fixtures still set up) when asked to.
 STOP_LIMIT = 60.0
-# How often a running test's tree is sampled once it has run for a second: the CPU history
-# decides, at a deadline, between "hung" (idle) and "spinning" (busy).
-SAMPLE_EVERY = 1.0
+# How often a running test's tree is sampled once it has run that long: the CPU history
+# decides, at a deadline, between "hung" (idle) and "spinning" (busy), and shows the sentinel
+# when the tree goes idle (a proven deadlock fails the test before its deadline).
+SAMPLE_EVERY = 0.5
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Worker:
         self.capture_fds: dict[str, int] = {}
         self._watch: Watch | None = None
         self._watch_started = 0.0
+        self._sentinel: Sentinel | None = None
         self.stopped_leftovers: list[tuple[int, str]] = []
         self.sent: set[str] = set()  # node ids queued in this worker
         self.queue: list[str] = []  # sent and not done, in order: the first one runs
@@ -266,6 +269,8 @@ class Worker:
                 if now >= next_sample:
                     self.watch.monitor.sample(now)
                     next_sample = now + every
+                    if run.started and self._look_for_deadlock(run, now):
+                        break
                 if deadline is not None and now >= deadline:
                     self._hung(run, starting=not run.started)
                     break
@@ -399,6 +404,31 @@ class Worker:
             setup_only = self.config.getoption("setuponly", False)
             return "call" if last.passed and not setup_only else "teardown"
         return "teardown"
+
+    def _look_for_deadlock(self, run: TestRun, now: float) -> bool:
+        """A proven deadlock fails the test now, without waiting for its deadline."""
+        if self._sentinel is None:
+            from numdoctor.supervise.sentinel import Sentinel
+
+            self._sentinel = Sentinel(self.watch)
+        proof = self._sentinel.check(now)
+        if proof is None:
+            return False
+        assert self.watch is not None
+        run.phase = self.phase(run)
+        run.verdict = Status.DEADLOCK
+        run.captured = self.captured()
+        elapsed = time.monotonic() - run.started
+        try:
+            run.incident = self.watch.incident(Status.DEADLOCK, window=proof.facts.window,
+                                               silent_for=elapsed, elapsed=elapsed,
+                                               timeout=None,
+                                               messages=self._message_findings(run),
+                                               examination=proof)
+        except Exception as exc:
+            run.errors.append(f"the stack dump failed: {type(exc).__name__}: {exc}")
+        self._kill(run)
+        return True
 
     def _hung(self, run: TestRun, *, starting: bool) -> None:
         """The deadline passed: judge, dump and kill the whole tree. The verdict and the phase

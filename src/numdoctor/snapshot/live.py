@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from numdoctor.core.procfs import MapEntry, read_maps
+from numdoctor.core.procfs import MapEntry, read_maps, thread_ids
 from numdoctor.snapshot.libraries import loaded_libraries, mkl_threading_layers
-from numdoctor.snapshot.threads import StackScan, python_thread_ids, thread_ids
+from numdoctor.snapshot.threads import StackScan, python_thread_ids
 
 LiveFacts = dict[str, Any]
 

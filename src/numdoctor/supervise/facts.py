@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from numdoctor.core.procfs import MapEntry, read_maps
+from numdoctor.core.procfs import MapEntry, read_maps, thread_ids
 from numdoctor.snapshot.libraries import loaded_libraries
-from numdoctor.snapshot.threads import attribute_threads, thread_ids
+from numdoctor.snapshot.threads import attribute_threads
 
 
 def _environ(pid: int) -> dict[str, str]:

@@ -25,7 +25,11 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from numdoctor.core.status import Status
 from numdoctor.findings import Finding, Report
+
+# The run statuses at which the call's process was stopped rather than ended on its own.
+_INCIDENTS = {status.value for status in Status if status.incident}
 
 T = TypeVar("T")
 
@@ -61,7 +65,8 @@ class IsolateError(RuntimeError):
 class HangError(IsolateError):
     """The isolated call hung, spun without progress, or ran past its timeout.
 
-    `kind` is "hang", "spinning", "timeout" or "interrupted"; `stacks` holds every thread of
+    `kind` is "hang", "spinning", "timeout", "deadlock" (proven: it could never return, found
+    without waiting for a timeout) or "interrupted"; `stacks` holds every thread of
     every process as dumped before the kill.
     """
 
@@ -80,7 +85,7 @@ class CrashError(IsolateError):
         self.exit_code: int | None = outcome.get("exit_code")
         code = self.exit_code or 0
         self.signal: int | None = code - 128 if code > 128 and self.status in (
-            "crash", "oom", "signal") else None
+            Status.CRASH, Status.OOM, Status.SIGNAL) else None
         self.signal_name = signal.Signals(self.signal).name if self.signal and \
             self.signal in signal.Signals._value2member_map_ else ""
         self.culprit = next((e.split(": ", 1)[1] for f in self.findings for e in f.evidence
@@ -192,7 +197,7 @@ def _run(workdir: str, preparation: dict, call: bytes, timeout: float | None,
     report = _load_report(report_path, supervisor.returncode)
     status = (report.outcome or {}).get("status", "")
     summary = (report.outcome or {}).get("summary", "")
-    if status in ("hang", "spinning", "timeout", "interrupted"):
+    if status in _INCIDENTS:
         raise HangError(f"numdoctor.isolate: {summary}", report)
     if os.path.exists(result):
         with open(result, "rb") as fh:

@@ -14,6 +14,7 @@ from typing import Any
 
 from numdoctor.core.facts import ProcView
 from numdoctor.core.stacks.model import ProcessStacks, ThreadStack
+from numdoctor.core.status import Status
 from numdoctor.findings import Finding, Report, Severity, sort_findings
 from numdoctor.rules.run._text import mib
 
@@ -21,15 +22,16 @@ STDERR_LINES = 40
 
 # One line per outcome, completed with details by `summary()`.
 _STATUS_WORDS = {
-    "ok": "exited normally",
-    "exit": "exited with a non-zero status",
-    "crash": "crashed",
-    "oom": "was killed by the OOM killer",
-    "hang": "hung",
-    "spinning": "was spinning without progress",
-    "timeout": "ran past its --timeout",
-    "deadlock": "is deadlocked",
-    "interrupted": "was interrupted",
+    Status.OK: "exited normally",
+    Status.EXIT: "exited with a non-zero status",
+    Status.SIGNAL: "was ended by a signal",
+    Status.CRASH: "crashed",
+    Status.OOM: "was killed by the OOM killer",
+    Status.HANG: "hung",
+    Status.SPINNING: "was spinning without progress",
+    Status.TIMEOUT: "ran past its --timeout",
+    Status.DEADLOCK: "is deadlocked",
+    Status.INTERRUPTED: "was interrupted",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import struct
 
-from numdoctor.snapshot.threads import thread_ids
+from numdoctor.core.procfs import thread_ids
 
 __all__ = ["JOB_VARIABLES", "environ_job", "fd_access", "fd_targets", "read_mem",
            "read_pollfds", "read_text", "read_timespec", "syscall", "thread_ids",
