@@ -40,4 +40,5 @@ python3 -m venv .venv
 # torch is pinned to the CPU build inside the [test] extra; a range could pull a CUDA build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 .venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -72,6 +72,7 @@ def run_cell(source: str, filename: str, variables: bytes, names: list[str]) -> 
     exec(compile(tree, filename, "exec"), main.__dict__)
     shown = None
     if last is not None:
+        assert isinstance(last, ast.Expr)
         value = eval(compile(ast.Expression(last.value), filename, "eval"), main.__dict__)
         if value is not None:
             shown = repr(value)
@@ -183,9 +184,11 @@ def _make_magics():
                     raise UsageError(f"%%numdoctor_isolate {option}: must be a positive "
                                      f"number of seconds, not {value:g}")
             names = _parse_vars(args.vars)
-            namespace = self.shell.user_ns
+            shell = self.shell
+            assert shell is not None  # a magic runs in a shell
+            namespace = shell.user_ns
             variables = _pack(namespace, names)
-            filename = f"<numdoctor_isolate cell {self.shell.execution_count}>"
+            filename = f"<numdoctor_isolate cell {shell.execution_count}>"
             result = self._run(cell, filename, variables, names, args)
             if isinstance(result, BaseException):
                 raise result from None

@@ -15,8 +15,8 @@ import numdoctor.fleet
 import numdoctor.fleet.probing
 from numdoctor.cli import main
 from numdoctor.findings import Report
+from numdoctor.fleet.probe_model import FleetProbe, Placement, Share
 from numdoctor.fleet.probe_report import build_report
-from numdoctor.fleet.probing import FleetProbe, Placement, Share
 from numdoctor.probe import CANARIES, ProbeOptions, ProbeResult
 from numdoctor.probe.engine import Failure, Mitigation
 from numdoctor.probe.runner import Result

@@ -15,23 +15,22 @@ from pathlib import Path
 def main() -> int:
     out, argv = Path(sys.argv[1]), sys.argv[2:]
     import numdoctor.commands._common as common
-    import numdoctor.commands.run as run_command
     from numdoctor.cli import main as numdoctor
     from numdoctor.render import FORMATS, render
 
     reports = []
-    emit, write = common.emit_report, run_command._write
+    emit, write = common.emit_report, common.write_report
 
     def caught_emit(report, fmt, output):
         reports.append(report)
         emit(report, fmt, output)
 
-    def caught_write(report, fmt, path):
+    def caught_write(report, fmt, path, **kwargs):  # every command's report file
         reports.append(report)
-        write(report, fmt, path)
+        write(report, fmt, path, **kwargs)
 
     common.emit_report = caught_emit
-    run_command._write = caught_write
+    common.write_report = caught_write
     code = numdoctor(argv)
     for report in reports[:1]:
         for fmt in FORMATS:

@@ -7,7 +7,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from numdoctor.commands._options import FAIL_ON, add_output_options
 
@@ -79,7 +79,7 @@ def parse_modules(value: str | None, option: str = "--import") -> list[str] | No
 class _SpecParser(argparse.ArgumentParser):
     """`numdoctor probe`'s own parser, reporting errors as fleet usage errors."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         from numdoctor.cli import UsageError
 
         raise UsageError(f"numdoctor fleet: --probe: {message}")
@@ -117,7 +117,7 @@ def parse_probe_spec(spec: str) -> tuple[Any, int | None]:
     for dest, flag in _NOT_IN_SPEC:
         if getattr(args, dest) != defaults.get_default(dest):
             raise fail(f"{flag} is an option of numdoctor fleet itself, not of the probe")
-    modules = parse_modules(args.imports, "--probe: --import") if args.imports else []
+    modules = (parse_modules(args.imports, "--probe: --import") or []) if args.imports else []
     options = probe_command.options_from_args(args, modules, jobs=args.jobs or 1, fail=fail)
     try:
         validate(options)

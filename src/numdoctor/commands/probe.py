@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         for canary in CANARIES.values():
             print(f"{canary.name:20} {canary.description}")
         return 0
-    modules = parse_modules(args.imports) if args.imports else default_modules()
+    modules = (parse_modules(args.imports) or []) if args.imports else default_modules()
     options = options_from_args(
         args, modules, jobs=args.jobs or _effective_cpus(),
         fail=lambda message: UsageError(f"numdoctor probe: {message}"))

@@ -81,7 +81,7 @@ class Nvml:
     def _error(lib: ctypes.CDLL, status: int) -> str:
         try:
             lib.nvmlErrorString.restype = ctypes.c_char_p
-            return lib.nvmlErrorString(status).decode()
+            return str(lib.nvmlErrorString(status).decode())
         except (AttributeError, UnicodeDecodeError):
             return f"status {status}"
 

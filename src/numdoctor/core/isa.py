@@ -57,7 +57,7 @@ def level(flags: set[str]) -> str:
 
 def missing_above(flags: set[str]) -> list[str]:
     """Flags of the levels above this CPU's, and later extensions, that it does not have."""
-    missing = []
+    missing: list[str] = []
     for needed in LEVELS.values():
         missing.extend(f for f in needed if f not in flags and f not in missing)
     missing.extend(f for f in LATER if f not in flags)

@@ -111,7 +111,7 @@ class Proc:
     state: str = ""
     write_chars: int | None = None
     memory: Series = field(default_factory=Series)
-    cpu_history: deque = field(default_factory=lambda: deque(maxlen=4096))
+    cpu_history: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=4096))
     start: int = 0  # start time in clock ticks (pid reuse)
 
     def cpu_since(self, since: float) -> float | None:
@@ -119,7 +119,8 @@ class Proc:
         return _rate(self.cpu_history, since)
 
 
-def _rate(history: deque | list, since: float) -> float | None:
+def _rate(history: deque[tuple[float, float]] | list[tuple[float, float]],
+          since: float) -> float | None:
     """Average CPUs between the last sample at or before `since` (or the oldest one kept)
     and the newest sample."""
     if len(history) < 2:
@@ -132,7 +133,7 @@ def _rate(history: deque | list, since: float) -> float | None:
             break
     if end[0] - start[0] <= 0:
         return None
-    return max(0.0, (end[1] - start[1]) / (end[0] - start[0]))
+    return max(0.0, float(end[1] - start[1]) / (end[0] - start[0]))
 
 
 @dataclass

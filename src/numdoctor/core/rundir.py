@@ -106,8 +106,8 @@ class RunDir:
 
         # Its parent (the supervisor) and the parent's tools may attach under Yama scope 1.
         supervisor = os.getppid() if yama_ptrace_scope() == 1 else None
-        sitecustomize.arm_this_process(self.path, self.dump_signal, take_fatal=True,
-                                       supervisor=supervisor)
+        sitecustomize.arm_this_process(  # type: ignore[no-untyped-call]
+            self.path, self.dump_signal, take_fatal=True, supervisor=supervisor)
 
     # -- what the tree wrote -----------------------------------------------------------------
     def infos(self) -> dict[int, dict[str, Any]]:

@@ -46,7 +46,7 @@ CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal
                            signal.SIGILL, signal.SIGKILL, signal.SIGSYS, signal.SIGTRAP})
 
 # What the signals that end programs mean, in the words a shell prints.
-SIGNAL_WORDS = {
+SIGNAL_WORDS: dict[int, str] = {
     signal.SIGSEGV: "segmentation fault",
     signal.SIGABRT: "aborted",
     signal.SIGBUS: "bus error",

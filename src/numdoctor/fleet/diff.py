@@ -159,7 +159,7 @@ def compare(members: Iterable[MemberFacts]) -> list[Difference]:
                                 [label for label, v in values.items() if v == majority],
                                 len(values))
         for value, _ in counts:
-            if value != majority:
+            if value != majority and value is not None:
                 difference.deviations.append(
                     (value, [label for label, v in values.items() if v == value]))
         differences.append(difference)

@@ -16,7 +16,7 @@ from typing import Any
 from numdoctor.findings import Finding, Report
 from numdoctor.fleet import runner
 from numdoctor.fleet.collect import WORKER, FleetFacts, MemberFacts
-from numdoctor.fleet.probing import CHECK, FleetProbe, Share
+from numdoctor.fleet.probe_model import CHECK, FleetProbe, Share
 from numdoctor.fleet.report import group_findings
 from numdoctor.probe import ProbeResult
 from numdoctor.probe import build_report as probe_findings_report

@@ -19,36 +19,43 @@ worker process, from a thread, so the worker's event loop keeps answering its sc
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import math
-import sys
-import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from numdoctor.fleet import runner
 from numdoctor.fleet.api import ProgressBar
-from numdoctor.probe.canaries import Canary
+from numdoctor.fleet.probe_model import (
+    CHECK,
+    DEFAULT_TIMEOUT,
+    FOLLOW_UP,
+    SCENARIOS,
+    SURVEY,
+    FleetProbe,
+    NotRun,
+    Placement,
+    Share,
+)
+from numdoctor.fleet.probe_worker import (
+    follow_up_on_worker,
+    run_on_worker,
+    survey_worker,
+)
 from numdoctor.probe.engine import (
     Failure,
     ProbeOptions,
     ProbeResult,
     assess,
-    installed,
-    minimize_and_mitigate,
     plan_scenarios,
-    run_many,
     select_canaries,
 )
 from numdoctor.probe.runner import Result
 from numdoctor.probe.scenarios import Scenario
 
-DEFAULT_TIMEOUT = 120.0
 # Beyond a scenario's own limits (timeout + hang timeout), the time its supervisor may take to
 # start, dump the stacks of a hung program and write its report.
 SUPERVISOR_SLACK = 30.0
@@ -58,86 +65,8 @@ REASSIGN = 1
 MAX_MITIGATIONS = 6
 # How long after a call's own deadline the client stops waiting on its event loop too.
 _LOOP_GRACE = 5.0
-# Environment variables of a worker that change what its scenarios do; shown per worker.
-INHERITED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-             "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "OMP_THREAD_LIMIT", "MKL_THREADING_LAYER", "KMP_DUPLICATE_LIB_OK", "LD_PRELOAD")
-
-SURVEY, SCENARIOS, FOLLOW_UP, CHECK = "survey", "scenarios", "follow-up", "fleet check"
 
 Progress = Callable[[dict], None]
-
-
-# -- what comes back -------------------------------------------------------------------------
-
-@dataclass
-class Share:
-    """One worker and its part of the probe."""
-
-    address: str
-    name: str = ""
-    host: str = ""  # as Dask knows it (an IP address, usually)
-    hostname: str = ""  # as the worker's machine calls itself
-    jobs: int = 1  # scenarios it runs at once
-    status: str = runner.OK  # ok, or how it failed: error, hang, lost
-    stage: str = ""  # where it failed: survey, scenarios, follow-up (or fleet check: unused)
-    error: str = ""
-    detail: str = ""  # traceback, or the stack of a stuck thread
-    pid: int | None = None
-    python: str = ""
-    present: list[str] = field(default_factory=list)  # modules it has (of those asked)
-    environment: dict[str, str] = field(default_factory=dict)  # INHERITED variables it sets
-    result: ProbeResult | None = None  # its baselines, results, failures, slow ones
-    in_hand: list[str] = field(default_factory=list)  # scenarios it had when it failed
-    untried: dict[str, str] = field(default_factory=dict)  # failure label -> why not followed up
-
-    @property
-    def label(self) -> str:
-        return f"worker {self.address}"
-
-    @property
-    def machine(self) -> str:
-        if self.hostname and self.host and self.hostname != self.host:
-            return f"{self.hostname} ({self.host})"
-        return self.hostname or self.host
-
-    @property
-    def surveyed(self) -> bool:
-        return self.result is not None
-
-
-@dataclass
-class Placement:
-    """A scenario that ran, the worker it ran on, and the workers that lost it before."""
-
-    worker: str
-    result: Result
-    moved_from: list[str] = field(default_factory=list)
-
-
-@dataclass
-class NotRun:
-    scenario: Scenario
-    reason: str
-    tried: list[str] = field(default_factory=list)  # workers that failed while holding it
-
-
-@dataclass
-class FleetProbe:
-    options: ProbeOptions
-    scheduler_address: str
-    shares: list[Share]
-    modules: list[str] = field(default_factory=list)  # present on at least one worker
-    missing: list[str] = field(default_factory=list)  # asked for, present on none
-    report_missing: bool = True  # False when the modules were the default set
-    canaries: list[Canary] = field(default_factory=list)
-    placements: list[Placement] = field(default_factory=list)
-    not_run: list[NotRun] = field(default_factory=list)
-    timeout: float = DEFAULT_TIMEOUT
-    seconds: float = 0.0
-
-    def share(self, address: str) -> Share | None:
-        return next((s for s in self.shares if s.address == address), None)
 
 
 # -- the public entry point ------------------------------------------------------------------
@@ -565,108 +494,6 @@ def _known_frameworks() -> list[str]:
     from numdoctor.snapshot.known import KNOWN_FRAMEWORKS
 
     return list(KNOWN_FRAMEWORKS)
-
-
-# -- the workers' side (sent by reference: numdoctor must be installed on the workers) -------
-
-async def survey_worker(modules: list[str], canaries: list[Canary], timeout: float,
-                        hang_timeout: float, jobs: int, budget: float | None,
-                        limit: float) -> dict[str, Any]:
-    """Which `modules` this worker has, and each operation it can run alone (its baselines;
-    None where the module is missing or the budget ran out)."""
-    import os
-    import socket
-
-    def work() -> dict[str, Any]:
-        present, _ = installed(modules)
-        tops = _tops(present)
-        runnable = [c for c in canaries if _tops([c.module]) <= tops]
-        results = iter(run_many([Scenario((c.module,), c) for c in runnable], timeout=timeout,
-                                hang_timeout=hang_timeout, jobs=jobs, budget=budget))
-        baselines = [next(results) if c in runnable else None for c in canaries]
-        return {"status": runner.OK, "present": present, "baselines": baselines,
-                "hostname": socket.gethostname(), "pid": os.getpid(),
-                "python": sys.version.split()[0],
-                "environment": {k: os.environ[k] for k in INHERITED if k in os.environ}}
-
-    return await _in_thread(work, limit, "survey")
-
-
-async def run_on_worker(scenario: Scenario, timeout: float, hang_timeout: float,
-                        limit: float) -> dict[str, Any]:
-    """One scenario in a supervised subprocess on this worker's host."""
-
-    def work() -> dict[str, Any]:
-        (result,) = run_many([scenario], timeout=timeout, hang_timeout=hang_timeout)
-        return {"status": runner.OK, "result": result}
-
-    return await _in_thread(work, limit, scenario.label)
-
-
-async def follow_up_on_worker(failures: list[Failure], timeout: float, hang_timeout: float,
-                              jobs: int, budget: float | None, limit: float) -> dict[str, Any]:
-    """Minimise each failure and re-run it with each mitigation, here; the failures done by
-    `limit` come back (in order), with status "hang" if some are not."""
-    done: list[Failure] = []
-    started = time.monotonic()
-
-    def work() -> dict[str, Any]:
-        for failure in failures:
-            left = None if budget is None else budget - (time.monotonic() - started)
-            done.append(minimize_and_mitigate(failure, timeout=timeout,
-                                              hang_timeout=hang_timeout, jobs=jobs,
-                                              budget=left))
-        return {"status": runner.OK, "failures": list(done)}
-
-    answer = await _in_thread(work, limit, "follow-up")
-    if answer.get("status") != runner.OK:
-        answer["failures"] = list(done)
-    return answer
-
-
-async def _in_thread(work: Callable[[], dict[str, Any]], limit: float,
-                     what: str) -> dict[str, Any]:
-    """`work()` in a daemon thread while the worker's event loop stays free; its answer, or
-    {"status": "hang", "stack": ...} if it has not finished within `limit` seconds."""
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[None] = loop.create_future()
-    box: dict[str, Any] = {}
-    started = time.monotonic()
-
-    def settle() -> None:
-        if not finished.done():
-            finished.set_result(None)
-
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:
-            box["error"] = exc
-        finally:
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:  # the worker's loop closed meanwhile: nobody is waiting
-                pass
-
-    thread = threading.Thread(target=target, name="numdoctor-fleet-probe", daemon=True)
-    thread.start()
-    try:
-        await asyncio.wait_for(asyncio.shield(finished), limit)
-    except (asyncio.TimeoutError, TimeoutError):
-        return {"status": runner.HANG, "stack": _stack_of(thread),
-                "seconds": round(time.monotonic() - started, 3),
-                "error": f"the probe's {what} did not finish within {limit:g} s on this "
-                         "worker; its thread is still running"}
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def _stack_of(thread: threading.Thread) -> str:
-    from numdoctor.redact import clip_tail
-
-    frame = sys._current_frames().get(thread.ident or -1)
-    return clip_tail("".join(traceback.format_stack(frame)), 4000) if frame is not None else ""
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ def build_report(facts: FleetFacts) -> Report:
     client = facts.member(CLIENT)
     outcome = _outcome(facts, member_findings, sort_findings(grouped), differences)
     return Report(kind="fleet", findings=findings,
-                  snapshot=client.snapshot.to_dict() if client and client.ok else None,
+                  snapshot=client.snapshot.to_dict() if client and client.ok and
+                  client.snapshot is not None else None,
                   outcome=outcome)
 
 

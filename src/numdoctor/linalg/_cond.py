@@ -37,7 +37,7 @@ def _mixed_estimate(a: np.ndarray, dtype: np.dtype, norm: str) -> float | None:
         a32 = np.array(a, dtype=lower, order="F" if a.flags.f_contiguous and not
                        a.flags.c_contiguous else "C")
     f = factorize(a32, "gen", lower, norm=norm, overwrite=True)
-    tiny = float(np.finfo(lower).tiny)
+    tiny = float(np.finfo(lower).tiny)  # type: ignore[type-var]  # complex: its real part's
     if f.info > 0 or not np.isfinite(f.anorm) or f.anorm < tiny * a.shape[-1]:
         return None
     rc = f.rcond()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ._errors import DTypeError
 
-SUPPORTED = (np.float32, np.float64, np.complex64, np.complex128)
+SUPPORTED: tuple[type[np.generic], ...] = (np.float32, np.float64, np.complex64,
+                                           np.complex128)
 
 
 def result_dtype(*dtypes: np.dtype) -> np.dtype:
@@ -17,7 +19,7 @@ def result_dtype(*dtypes: np.dtype) -> np.dtype:
     bool and integer inputs are computed in float64 and float16 in float32 (as SciPy does);
     extended precision, objects and strings are refused rather than silently truncated.
     """
-    kinds = []
+    kinds: list[np.dtype[Any]] = []
     for dt in dtypes:
         dt = np.dtype(dt)
         if dt.kind in "biu":

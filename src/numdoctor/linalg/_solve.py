@@ -286,7 +286,7 @@ def _solve_numpy(A: Any, b: Any, kind: str, pol: Policy, return_info: bool):
         f = _factorize_finite(A_b[ix], ix, kind, dtype, bk, X)
         if f is None:
             continue
-        if b_bad is not None and b_bad[ix]:
+        if b_bad is not None and b_where is not None and b_bad[ix]:
             bk.mark_nonfinite(ix, "b", b_where[0], b_where[1])
             X[ix] = np.nan
             continue

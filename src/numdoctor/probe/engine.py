@@ -77,7 +77,8 @@ class ProbeResult:
 
 
 def installed(modules: list[str]) -> tuple[list[str], list[str]]:
-    present, missing = [], []
+    present: list[str] = []
+    missing: list[str] = []
     for module in modules:
         try:
             found = importlib.util.find_spec(module.split(".")[0]) is not None
@@ -266,7 +267,7 @@ def _minimize(failure: Failure, runner: _Runner) -> None:
             continue
         trial = [m for m in imports if m != module]
         (result,) = runner.run_all([current.scenario.with_imports(tuple(trial))])
-        if _still_fails(result, current):
+        if result is not None and _still_fails(result, current):
             imports, current = trial, result
     failure.minimal = current
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import pytest
+from _pytest._code.code import TerminalRepr
 
 from numdoctor.findings import Finding, sort_findings
+from numdoctor.pytest_plugin._harness import is_harness
 
 if TYPE_CHECKING:
     from numdoctor.pytest_plugin._workers import TestRun, Worker
@@ -31,7 +33,7 @@ class CrashLine:
         tw.line(str(self))
 
 
-class NumdoctorFailure:
+class NumdoctorFailure(TerminalRepr):
     """A failure numdoctor observed from outside the test: plain text, first line in red."""
 
     def __init__(self, text: str, crash: CrashLine) -> None:
@@ -93,16 +95,6 @@ def tail(text: str, lines: int) -> str:
 
 
 # -- what a failure says -----------------------------------------------------------------------
-
-# Frames of pytest, pluggy and this plugin between the test and the interpreter's entry: the
-# same in every dump, and forty lines long.
-_HARNESS = re.compile(r"[\\/](?:_pytest|pluggy)[\\/]|[\\/]numdoctor[\\/]pytest_plugin[\\/]|"
-                      r"[\\/](?:pytest|py\.test)$|[\\/]pytest[\\/]__main__\.py$|^<frozen runpy>$")
-
-
-def is_harness(path: str) -> bool:
-    return bool(_HARNESS.search(path))
-
 
 def hang_text(run: TestRun, worker: Worker, message: str, shown_log: str) -> str:
     from numdoctor.supervise.report import format_stacks

@@ -28,7 +28,7 @@ from numdoctor.core import tree
 from numdoctor.core.rundir import RunDir
 from numdoctor.core.status import Status, from_wait_status
 from numdoctor.pytest_plugin._channel import Receiver, Sender
-from numdoctor.pytest_plugin._reports import is_harness
+from numdoctor.pytest_plugin._harness import is_harness
 
 # The diagnosis machinery is imported when a test first needs it (one that lasts, hangs or
 # crashes): a suite that never does pays nothing for it. (In a session without bytecode
@@ -343,7 +343,7 @@ class Worker:
         elif kind == "done":
             run.done = True
             self._finished(run.item.nodeid, message)
-            run.leftovers = [tuple(x) for x in message.get("leftovers", [])]  # type: ignore
+            run.leftovers = [(pid, command) for pid, command in message.get("leftovers", [])]
         elif kind == "warning":
             self.controller.record_warning(run.item, message["warning"])
         elif kind == "exit":
@@ -376,7 +376,8 @@ class Worker:
         elif kind == "skipped":
             self._finished(message.get("nodeid", ""), message)
         elif kind == "stopped":
-            self.stopped_leftovers = [tuple(x) for x in message.get("leftovers", [])]  # type: ignore
+            self.stopped_leftovers = [(pid, command)
+                                      for pid, command in message.get("leftovers", [])]
         elif kind in ("internal-error", "collect-error"):
             self.controller.worker_errors.append(message.get("text", ""))
 

@@ -8,19 +8,25 @@ can leak by mistake.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from numdoctor.findings import Report
 from numdoctor.redact import redact_text, redact_tree
 from numdoctor.render.formats import FORMATS
 
 
-def report_data(report: Report | dict[str, Any]) -> dict[str, Any]:
-    data = report.to_dict() if isinstance(report, Report) else report
+class Renderable(Protocol):
+    """A Report, as renderers see it: through its plain data only."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def report_data(report: Renderable | dict[str, Any]) -> dict[str, Any]:
+    # A Report or its dict: renderers know reports only by their plain data.
+    data = report if isinstance(report, dict) else report.to_dict()
     return redact_tree(data)
 
 
-def render(report: Report | dict[str, Any], fmt: str = "text", *, color: bool = False,
+def render(report: Renderable | dict[str, Any], fmt: str = "text", *, color: bool = False,
            width: int | None = None, verbose: bool = False) -> str:
     data = report_data(report)
     if fmt == "json":

@@ -25,7 +25,7 @@ from numdoctor.snapshot.environment import THREAD_LIMIT_VARS
 
 if TYPE_CHECKING:
     from numdoctor.fleet.collect import FleetFacts, MemberFacts
-    from numdoctor.fleet.probing import FleetProbe, Share
+    from numdoctor.fleet.probe_model import FleetProbe, Share
 
 _MAX_EVIDENCE = 25
 _LIST_INLINE = 6  # more workers than this are summarised in `where`

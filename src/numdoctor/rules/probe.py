@@ -76,6 +76,8 @@ def probe_findings(result: ProbeResult) -> list[Finding]:
     findings.extend(diagnoses.values())
     for slow in result.slow:
         base = result.baselines[slow.scenario.canary.name]
+        if slow.op_seconds is None or not base.op_seconds:
+            continue  # "slow" is decided on both times; without them there is no ratio
         findings.append(PRB004.finding(
             [f"scenario: {slow.scenario.label}", slow.detail,
              f"alone: {base.scenario.label}"],

@@ -21,11 +21,11 @@ import enum
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from numdoctor.findings import Finding, Severity
 
-F = TypeVar("F")
+R = TypeVar("R")
 
 
 class Stage(str, enum.Enum):
@@ -78,12 +78,8 @@ class Rule:
         )
 
 
-class _Check(Protocol):
-    def __call__(self, facts: Any, /) -> Iterable[Finding]: ...
-
-
 _RULES: dict[str, Rule] = {}
-_SNAPSHOT_CHECKS: dict[str, _Check] = {}
+_SNAPSHOT_CHECKS: dict[str, Check[Iterable[Finding]]] = {}
 
 
 def _register(rule_: Rule) -> Rule:
@@ -93,17 +89,29 @@ def _register(rule_: Rule) -> Rule:
     return rule_
 
 
+class Check(Generic[R]):
+    """A check with its Rule bound: call it with the facts (and whatever else the check
+    takes); `.rule` is the Rule it emits."""
+
+    def __init__(self, function: Callable[..., R], rule: Rule) -> None:
+        self.function = function
+        self.rule = rule
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        return self.function(*args, rule=self.rule, **kwargs)
+
+
 def rule(code: str, title: str, severity: Severity,
-         stage: Stage = Stage.CHECK) -> Callable[[Callable[..., F]], Callable[..., F]]:
+         stage: Stage = Stage.CHECK) -> Callable[[Callable[..., R]], Check[R]]:
     """Register `check(facts, rule, ...)`; returns it with its Rule bound."""
 
-    def decorate(check: Callable[..., F]) -> Callable[..., F]:
-        registered = _register(Rule(code, title, severity, check.__doc__ or "", stage))
-        bound = functools.wraps(check)(functools.partial(check, rule=registered))
-        bound.rule = registered  # type: ignore[attr-defined]
+    def decorate(function: Callable[..., R]) -> Check[R]:
+        registered = _register(Rule(code, title, severity, function.__doc__ or "", stage))
+        bound = Check(function, registered)
         if stage is Stage.CHECK:
-            _SNAPSHOT_CHECKS[code] = bound
-        return bound  # type: ignore[return-value]
+            _SNAPSHOT_CHECKS[code] = bound  # type: ignore[assignment]  # findings, by contract
+        return bound
 
     return decorate
 

@@ -97,8 +97,10 @@ class _MarkerStore:
         entry = self._entries().get(path)
         if isinstance(entry, list) and len(entry) == 4 and tuple(entry[:3]) == stamp:
             try:
-                return True, None if entry[3] is None else \
-                    Markers(*entry[3][:3], tuple(entry[3][3]))
+                if entry[3] is None:
+                    return True, None
+                headers, binding, target_api, found = entry[3]
+                return True, Markers(headers, binding, target_api, tuple(found))
             except (TypeError, ValueError):
                 pass  # written by another numdoctor version: read the file again
         return False, None
@@ -133,7 +135,7 @@ class _MarkerStore:
             data = cache.load(file) if file is not None else None
             ok = isinstance(data, dict) and data.get("format") == self.FORMAT \
                 and isinstance(data.get("entries"), dict)
-            self.entries = data["entries"] if ok else {}
+            self.entries = data["entries"] if ok and isinstance(data, dict) else {}
         return self.entries
 
 

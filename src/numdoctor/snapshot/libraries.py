@@ -101,8 +101,9 @@ def loaded_libraries(maps: list[MapEntry]) -> list[MappedLibrary]:
     for entry in maps:
         if not entry.path.startswith("/") or entry.path.endswith(" (deleted)"):
             continue
-        kind = seen.get(entry.path, False)
-        if kind is False:
+        if entry.path in seen:
+            kind = seen[entry.path]
+        else:
             kind = seen[entry.path] = classify(entry.path)
         if kind is None:
             continue

@@ -112,8 +112,9 @@ def _duplicate_files(modules: list[tuple[str, ModuleType]]) -> list[dict[str, st
         if not isinstance(path, str) or not path.endswith(".py"):
             continue
         directory, _, filename = path.rpartition(os.sep)
-        inode = directories.get(directory, False)
-        if inode is False:
+        if directory in directories:
+            inode = directories[directory]
+        else:
             try:
                 st = os.stat(directory or os.curdir)
                 inode = (st.st_dev, st.st_ino)

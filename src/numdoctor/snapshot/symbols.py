@@ -51,9 +51,9 @@ def find_symbol_clashes(objects: list[str]) -> tuple[int, list[SymbolClash]]:
         if len(paths) > 1:
             groups.setdefault(tuple(paths), []).append(symbol)
     clashes = []
-    for paths, symbols in groups.items():
+    for files, symbols in groups.items():
         libraries = []
-        for path in paths:
+        for path in files:
             exporter = SymbolExporter(path=path)
             owner = owning_package(path)
             if owner:

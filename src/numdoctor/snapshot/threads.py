@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from numdoctor.core.procfs import MapEntry, stack_pointer, thread_ids
 from numdoctor.core.stacks.scan import CodeRanges, LiveStacks
@@ -28,7 +28,7 @@ _MAX_STACK_BYTES = 256 * 1024
 
 
 def attribute_threads(
-    libraries: dict[str, Iterable[tuple[int, int]]],
+    libraries: Mapping[str, Iterable[tuple[int, int]]],
     maps: list[MapEntry],
     pid: int | str = "self",
     skip_tids: Iterable[int] = (),
@@ -50,7 +50,7 @@ class StackScan:
     run out. Work done between the two steps is time the spinning workers get for free.
     """
 
-    def __init__(self, libraries: dict[str, Iterable[tuple[int, int]]], maps: list[MapEntry],
+    def __init__(self, libraries: Mapping[str, Iterable[tuple[int, int]]], maps: list[MapEntry],
                  pid: int | str = "self", skip_tids: Iterable[int] = ()) -> None:
         self.pid = pid
         self.maps = maps

@@ -31,7 +31,7 @@ def schedule() -> Iterator[float]:
 
 class Snapshots:
     def __init__(self, monitor: Monitor, main_pid: int, started: float,
-                 learn_sites: Callable[[dict[int, dict]], None]) -> None:
+                 learn_sites: Callable[[dict[int, dict]], object]) -> None:
         self.monitor = monitor
         self.main_pid = main_pid
         self.started = started

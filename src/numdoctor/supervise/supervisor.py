@@ -106,7 +106,7 @@ class _Supervision:
         self.notes: list[str] = []
         self.main_status: int | None = None
         self.paused = 0.0  # seconds the program spent stopped by Ctrl-Z
-        self.stop_signal = signal.SIGINT  # what ended an interrupted run
+        self.stop_signal: int = signal.SIGINT  # what ended an interrupted run
         self.helpers: set[int] = set()  # our tool processes (py-spy...): not the program's
 
     # -- the loop ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _state = {"file": None, "ours": False, "pid": None, "threads_at_fork": None,
-          "run_dir": None, "signal": None, "supervisor": None}
+          "run_dir": None, "signal": None, "supervisor": None}  # type: dict
 
 
 def _write_info(run_dir, info):
@@ -118,10 +118,9 @@ def _watch_reaping():
                 pass
             return result
 
-        waiting._numdoctor = True
-        waiting.__wrapped__ = real
-        waiting.__name__ = real.__name__
-        waiting.__doc__ = real.__doc__
+        for attribute, value in (("_numdoctor", True), ("__wrapped__", real),
+                                 ("__name__", real.__name__), ("__doc__", real.__doc__)):
+            setattr(waiting, attribute, value)
         setattr(os, name, waiting)
 
     for name in ("waitpid", "wait", "wait3", "wait4"):

@@ -23,7 +23,7 @@ def run(
     """Call ``numdoctor.linalg.<op>`` on host copies; tensors in the result come back."""
     from .. import _cond, _pinv, _solve, _tikhonov
 
-    fn = {
+    table: dict[str, Callable[..., Any]] = {
         "solve": _solve.solve,
         "inv": _solve.inv,
         "cond": _cond.cond,
@@ -31,8 +31,8 @@ def run(
         "pinv": _pinv.pinv,
         "lstsq": _pinv.lstsq,
         "tikhonov": _tikhonov.tikhonov,
-    }[op]
-    out = fn(*(to_numpy(a) for a in args), **kwargs)
+    }
+    out = table[op](*(to_numpy(a) for a in args), **kwargs)
     return _convert(op, out, back)
 
 

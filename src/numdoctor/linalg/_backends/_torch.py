@@ -134,10 +134,10 @@ def _factor(A: Any, kind: str):
         L, info = torch.linalg.cholesky_ex(H)
         Lc = torch.where((info > 0)[..., None, None], eye, L)
 
-        def solve(X):
+        def solve_cholesky(X):
             return torch.cholesky_solve(X, Lc)
 
-        return solve, solve, anorm, info
+        return solve_cholesky, solve_cholesky, anorm, info
     anorm = torch.linalg.matrix_norm(A, ord=1)
     LU, piv, info = torch.linalg.lu_factor_ex(A)
     sing = info > 0

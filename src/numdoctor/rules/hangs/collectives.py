@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from numdoctor.core.waits.frames import short, where
+from numdoctor.core.waits.frames import short
 from numdoctor.core.waits.model import Fate
 from numdoctor.findings import Severity
 from numdoctor.rules.hangs import phrases
 from numdoctor.rules.hangs import waits as W
 from numdoctor.rules.hangs.common import cap, root_at
 from numdoctor.rules.hangs.diagnosis import Verdict
-from numdoctor.rules.hangs.graph import Node, Path, Tree
+from numdoctor.rules.hangs.graph import Node, Path, Tree, call_of
 from numdoctor.rules.registry import Stage, declare
 
 MISMATCH = declare(
@@ -66,14 +66,6 @@ MISSING = declare(
     """,
     Stage.RUN,
 )
-
-
-def call_of(tree: Tree, node: Node) -> tuple[str, str] | None:
-    """(collective, call site) a rank's thread waits in, or None when it is not in one."""
-    wait = tree.wait(node)
-    if wait.kind != W.COLLECTIVE or wait.api is None:
-        return None
-    return short(wait.api.function), where(wait.site)
 
 
 def _int(value: str | None) -> int | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from numdoctor.core.waits.frames import short, where
 from numdoctor.core.waits.model import Fate, LockSite, ProcessFacts, ThreadFacts, TreeFacts
 from numdoctor.rules.hangs import waits as W
 from numdoctor.rules.hangs.roles import Roles
@@ -228,8 +229,6 @@ class Tree:
         return [e for e in edges if e.strength == strongest]
 
     def _collective_edges(self, node: Node, wait: W.Wait) -> list[Edge]:
-        from numdoctor.rules.hangs.collectives import call_of
-
         mine = call_of(self, node)
         edges = []
         for pid in self.ranks(node[0]):
@@ -343,3 +342,11 @@ def start_node(tree: Tree) -> Node | None:
     if node is not None:
         return node
     return next(iter(tree.waits), None)
+
+
+def call_of(tree: Tree, node: Node) -> tuple[str, str] | None:
+    """(collective, call site) a rank's thread waits in, or None when it is not in one."""
+    wait = tree.wait(node)
+    if wait.kind != W.COLLECTIVE or wait.api is None:
+        return None
+    return short(wait.api.function), where(wait.site)

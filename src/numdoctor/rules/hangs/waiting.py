@@ -9,7 +9,7 @@ from numdoctor.rules.hangs import waits as W
 from numdoctor.rules.hangs.common import bystanders, cap, root_at
 from numdoctor.rules.hangs.diagnosis import Verdict
 from numdoctor.rules.hangs.graph import Path, Tree
-from numdoctor.rules.registry import Stage, declare
+from numdoctor.rules.registry import Rule, Stage, declare
 
 SLEEPING = declare(
     "HANG011", "The program sleeps", Severity.ERROR,
@@ -118,7 +118,7 @@ def _sleep_detail(tree: Tree, path: Path) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-def _verdict(rule, tree: Tree, path: Path, title: str) -> Verdict:  # type: ignore[no-untyped-def]
+def _verdict(rule: Rule, tree: Tree, path: Path, title: str) -> Verdict:
     root = path.root
     lines = phrases.path_lines(tree, path)
     lines.append(phrases.stack_line(tree, root))
