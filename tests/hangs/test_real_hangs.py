@@ -125,7 +125,7 @@ def test_process_pool_future_leads_to_the_worker_process_and_its_line(hung):
     never_misleading(hung)
 
 
-@pytest.mark.hang_program("busy_background")
+@pytest.mark.hang_program("busy_background", idle=False)
 def test_blocked_main_thread_beside_a_busy_thread_is_waiting_not_spinning(hung):
     first = hung.first
     assert first.code == "HANG005", hung.text()
