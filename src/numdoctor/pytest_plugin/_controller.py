@@ -337,6 +337,16 @@ class Controller:
         if not worker.alive and self.settings(run.item)[0] == "shared":
             text += ("\n\nThe worker was replaced: the next tests run in a new worker, where "
                      "fixtures of session and module scope are set up again.")
+        # The passed reports of the phases before waited in the worker for the test's end,
+        # which never came: pytest (junitxml, -rA, the terminal) expects one per phase.
+        done = {report.when for report in run.reports}
+        for before in ("setup", "call")[:("setup", "call", "teardown").index(phase)]:
+            if before not in done:
+                report = passed_report(run.item, before,  # type: ignore[arg-type]
+                                       start=time.time(),
+                                       user_properties=[("numdoctor_worker", worker.method)])
+                run.reports.append(report)
+                run.item.ihook.pytest_runtest_logreport(report=report)
         report = failed_report(run.item, phase, text, message, sections=sections,  # type: ignore[arg-type]
                                start=time.time(), stop=time.time(),
                                user_properties=[("numdoctor_worker", worker.method)])

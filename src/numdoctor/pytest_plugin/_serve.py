@@ -94,8 +94,10 @@ class ReportStream:
         # The worker's children once the test's setup was done: what the test itself starts
         # comes after (a fixture's server is not the test's leftover).
         self.children_after_setup: set[int] | None = None
-        # What can wait for the test's end and go with its "done" in one write: a passed
-        # teardown report (nothing comes after it that could hang) and the warnings.
+        # What waits for the test's end, to go with its "done" in one write (each write wakes
+        # the pytest process): the passed reports and the warnings. A report that did not pass
+        # goes at once. Should the test hang or crash before its end, the pytest process reads
+        # the phase it was in from its stack, and the passed phases before it need no more.
         self.held: list[dict[str, Any]] = []
 
     @classmethod
@@ -122,10 +124,11 @@ class ReportStream:
         # Both ends run the same code: the report object itself travels, pickled, and comes
         # out identical; only one that does not pickle takes pytest's serialisation hooks.
         message = {"type": "report", "data": report, "ack": wait}
-        if report.when == "teardown" and not wait:
+        if report.passed:
             self.held.append(message)
             return report
-        self.sender.send(message, self._serialisable)
+        held, self.held = self.held, []
+        self.sender.send_many([*held, message], self._serialisable)
         if wait and self.inbox is not None:
             # The pytest process counts the failure: it may end the session, and pytest then
             # tears down every fixture in this test's teardown (nextitem=None).

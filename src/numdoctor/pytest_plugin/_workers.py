@@ -34,6 +34,7 @@ from numdoctor.pytest_plugin._harness import is_harness
 # crashes): a suite that never does pays nothing for it. (In a session without bytecode
 # caches, pytest rewrites the asserts of every module of a plugin's package on import.)
 if TYPE_CHECKING:
+    from numdoctor.core.stacks.model import Frame, ProcessStacks
     from numdoctor.supervise.sentinel import Sentinel
     from numdoctor.supervise.watch import Ending, Incident, Watch
 
@@ -95,6 +96,7 @@ class Worker:
         self._watch: Watch | None = None
         self._watch_started = 0.0
         self._sentinel: Sentinel | None = None
+        self._phase_seen: str | None = None  # the phase the worker's stack showed
         self.stopped_leftovers: list[tuple[int, str]] = []
         self.sent: set[str] = set()  # node ids queued in this worker
         self.queue: list[str] = []  # sent and not done, in order: the first one runs
@@ -132,7 +134,8 @@ class Worker:
             self._watch = Watch(
                 self.pid, self.run_dir, started=self._watch_started, subreaper=False,
                 main_role="pytest worker", kernel=self.controller.kernel(),
-                hide=lambda frame: frame.kind == "python" and is_harness(frame.file))
+                hide=lambda frame: frame.kind == "python" and is_harness(frame.file),
+                on_stacks=self._note_phase)
         return self._watch
 
     def _fork(self, commands_read: int, messages_write: int,
@@ -397,14 +400,27 @@ class Worker:
 
     # -- when a test does not finish ---------------------------------------------------------
     def phase(self, run: TestRun) -> str:
-        """The phase that was running: the one after the last report received."""
+        """The phase that was running: the later of what the reports received say (the one
+        after the last) and what the worker's stack showed (passed reports wait for the test's
+        end, so a test stuck in its call may have sent none)."""
         if not run.reports:
-            return "setup"
-        last = run.reports[-1]
-        if last.when == "setup":
+            by_reports = "setup"
+        elif run.reports[-1].when == "setup":
             setup_only = self.config.getoption("setuponly", False)
-            return "call" if last.passed and not setup_only else "teardown"
-        return "teardown"
+            by_reports = "call" if run.reports[-1].passed and not setup_only else "teardown"
+        else:
+            by_reports = "teardown"
+        seen = self._phase_seen
+        return seen if seen is not None and _ORDER[seen] > _ORDER[by_reports] else by_reports
+
+    def _note_phase(self, stacks: dict[int, ProcessStacks]) -> None:
+        process = stacks.get(self.pid)
+        main = next((t for t in process.threads if t.native_id == self.pid),
+                    None) if process is not None else None
+        if main is None and process is not None and process.threads:
+            main = process.threads[-1]  # faulthandler lists the main thread last
+        if main is not None:
+            self._phase_seen = phase_in(main.frames) or self._phase_seen
 
     def _look_for_deadlock(self, run: TestRun, now: float) -> bool:
         """A proven deadlock fails the test now, without waiting for its deadline."""
@@ -416,7 +432,7 @@ class Worker:
         if proof is None:
             return False
         assert self.watch is not None
-        run.phase = self.phase(run)
+        run.phase = self.phase(run)  # the sentinel's look saw the stack
         run.verdict = Status.DEADLOCK
         run.captured = self.captured()
         elapsed = time.monotonic() - run.started
@@ -432,10 +448,9 @@ class Worker:
         return True
 
     def _hung(self, run: TestRun, *, starting: bool) -> None:
-        """The deadline passed: judge, dump and kill the whole tree. The verdict and the phase
-        are fixed now: a dump may wake the test (a signal cuts a sleep short), and what it
-        reports afterwards must not turn a hang into a pass."""
-        run.phase = self.phase(run)
+        """The deadline passed: judge, dump and kill the whole tree. The verdict is fixed now
+        and the phase at the dump: a dump may wake the test (a signal cuts a sleep short), and
+        what it reports afterwards must not turn a hang into a pass."""
         detected = time.monotonic()
         window = min(10.0, run.timeout or 10.0)
         self.watch.monitor.sample(detected)
@@ -449,6 +464,7 @@ class Worker:
                                                messages=self._message_findings(run))
         except Exception as exc:  # never let a failed dump keep the test running
             run.errors.append(f"the stack dump failed: {type(exc).__name__}: {exc}")
+        run.phase = self.phase(run)
         self._kill(run)
         if starting:
             run.errors.append(f"the worker did not start the test within "
@@ -456,6 +472,10 @@ class Worker:
 
     def _crashed(self, run: TestRun) -> None:
         assert self.wait_status is not None
+        _fatal, threads, _text = self.run_dir.fatal_dump(self.pid)
+        crashing = next((t for t in threads if t.current), threads[0] if threads else None)
+        if crashing is not None:
+            self._phase_seen = phase_in(crashing.frames)
         run.phase = self.phase(run)
         run.verdict = Status.CRASH
         run.partial_message = self.receiver.partial
@@ -574,6 +594,23 @@ class Worker:
         if self.method == "fork":
             return f"a forked pytest worker (pid {self.pid})"
         return f"a fresh pytest interpreter (pid {self.pid}), not a fork: {self.why}"
+
+
+_ORDER = {"setup": 0, "call": 1, "teardown": 2}
+_RUNNER = ("/_pytest/runner.py", "\\_pytest\\runner.py")
+_HOOKS = {"pytest_runtest_setup": "setup", "pytest_runtest_call": "call",
+          "pytest_runtest_teardown": "teardown"}
+
+
+def phase_in(frames: list[Frame]) -> str | None:
+    """The test phase a worker's main thread is in: the innermost of pytest's own
+    setup/call/teardown hooks on its stack (innermost frame first)."""
+    for frame in frames:
+        if frame.kind == "python" and frame.file.endswith(_RUNNER):
+            phase = _HOOKS.get(frame.function.rsplit(".", 1)[-1])
+            if phase is not None:
+                return phase
+    return None
 
 
 def selectors_wait(fd: int, timeout: float) -> None:

@@ -92,12 +92,14 @@ class Watch:
                  subreaper: bool, command: list[str] | None = None,
                  helpers: set[int] | None = None, main_role: str = "main",
                  kernel: KernelLog | None = None,
-                 hide: Callable[[Frame], bool] | None = None) -> None:
+                 hide: Callable[[Frame], bool] | None = None,
+                 on_stacks: Callable[[dict[int, ProcessStacks]], object] | None = None
+                 ) -> None:
         """`subreaper`: this process adopted the tree's orphans (`numdoctor run`): the tree is
         every descendant of ours. Otherwise the tree is `main_pid` and its descendants (a
         pytest worker is the subreaper of its own tests). `hide`: frames that say nothing
         about the program (the pytest machinery around a test), left out of stacks and
-        diagnoses alike."""
+        diagnoses alike; `on_stacks` sees every dump before they are left out."""
         self.main_pid = main_pid
         self.run_dir = run_dir
         self.started = started
@@ -110,6 +112,7 @@ class Watch:
         self.monitor.track(main_pid)
         self.kernel = kernel
         self.hide = _injected if hide is None else (lambda f: _injected(f) or hide(f))
+        self.on_stacks = on_stacks
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
         self.mapped: set[str] = set()  # libraries seen mapped, for the kernel log's names
@@ -184,6 +187,8 @@ class Watch:
         started = time.monotonic()
         stacks = dumper.dump(targets, tool_timeout=1.5 if quick else tool_timeout,
                              faulthandler_wait=0.5 if quick else 1.0)
+        if self.on_stacks is not None:
+            self.on_stacks(stacks)
         for process in stacks.values():
             for thread in process.threads:
                 if self.hide is not None:
