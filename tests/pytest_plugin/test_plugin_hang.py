@@ -101,3 +101,34 @@ def test_a_hanging_test_leaves_no_process_behind(run_pytest, pytester):
     assert "(the test's worker)" in killed.group(1)
     assert re.search(rf"killed 1 process\(es\) test_leaks.py::test_passes_but_leaves_a_child "
                      rf"left running: {pids['leftover']} \(sleep 300\)", out), out
+
+
+def test_a_hang_among_many_quick_tests_is_pinned_on_the_test_that_hung(run_pytest, pytester,
+                                                                       tmp_path):
+    """The worker runs quick tests ahead of the pytest process's reading of their reports:
+    the hang must still be the hung test's, and every quick test's report must arrive."""
+    pytester.makepyfile(test_many=textwrap.dedent("""\
+        import ctypes
+        import pytest
+
+        @pytest.mark.parametrize("n", range(150))
+        def test_before(n):
+            pass
+
+        def test_stuck():
+            ctypes.PyDLL(None).sleep(60)  # holds the GIL: the worker cannot say a word
+
+        @pytest.mark.parametrize("n", range(20))
+        def test_after(n):
+            pass
+    """))
+    junit = tmp_path / "junit.xml"
+    result, seconds = run_pytest("--numdoctor-hang-timeout", "2", f"--junitxml={junit}")
+    result.assert_outcomes(passed=170, failed=1)
+    assert seconds < 30
+    out = result.stdout.str()
+    assert "FAILED test_many.py::test_stuck - no result within 2 s" in out
+    assert re.search(r'File ".*test_many\.py", line \d+, in test_stuck', out), out
+    xml = junit.read_text()
+    assert xml.count("<testcase ") == 171
+    assert xml.count("<failure ") == 1

@@ -219,6 +219,27 @@ def test_each_xdist_worker_is_watched(run_pytest, pytester):
     assert re.search(r'File ".*test_dist\.py", line \d+, in test_stuck', out), out
 
 
+def test_under_xdist_each_test_runs_once_where_xdist_sent_it(run_pytest, pytester, tmp_path):
+    """xdist's loop, not the order of the items, picks each worker's next test: a worker
+    must not run tests ahead that xdist gave to the other one."""
+    pytest.importorskip("xdist")
+    ran = tmp_path / "ran.txt"
+    pytester.makepyfile(test_spread=textwrap.dedent(f"""\
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(40))
+        def test_quick(n):
+            with open({str(ran)!r}, "a") as fh:
+                fh.write(f"{{n}} {{os.environ['PYTEST_XDIST_WORKER']}}\\n")
+    """))
+    result, _ = run_pytest("-n", "2", "--numdoctor-hang-timeout", "30", timeout=120)
+    result.assert_outcomes(passed=40)
+    runs = [line.split() for line in ran.read_text().splitlines()]
+    assert sorted(int(n) for n, _ in runs) == list(range(40)), runs
+    assert {xdist_worker for _, xdist_worker in runs} == {"gw0", "gw1"}
+
+
 @pytest.mark.slow
 def test_where_ptrace_is_denied_the_report_says_so_once_and_keeps_python_stacks(
         run_pytest, pytester, tmp_path, monkeypatch):

@@ -2,10 +2,20 @@
 
 Both ends are processes of the same pytest run, so pickle is a safe and complete format: it
 keeps the tuples of serialised reports as tuples, and whatever a plugin attached to a report.
+
+The worker's messages travel on a pipe the pytest process does not wait on; a second pipe, the
+doorbell, wakes it for what cannot wait (a failure it must count before the next test, the
+worker running out of tests). Waking a process costs the writer far more than the write: on a
+machine whose cores the tests keep busy, the woken pytest process takes the core of the test
+that woke it. So a suite of fast tests wakes it a few dozen times a second, not once per test;
+it reads the rest on its own schedule, and what a hung or dead worker sent still waits in the
+pipe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pickle
@@ -34,20 +44,34 @@ def _dumps(message: dict[str, Any],
         return pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class Sender:
-    """The writing end."""
+# The worker's side may write this much before it blocks on a reader that has not come by.
+PIPE_SIZE = 1 << 20
 
-    def __init__(self, fd: int) -> None:
+
+def widen(fd: int) -> None:
+    """Make a pipe hold up to PIPE_SIZE (best effort: the system may cap it)."""
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
+
+class Sender:
+    """The writing end; with a `doorbell`, it wakes the reader only when asked to."""
+
+    def __init__(self, fd: int, doorbell: int | None = None) -> None:
         self.fd = fd
+        self.doorbell = doorbell
+        self.unheard = False  # written since the last ring
 
     def send(self, message: dict[str, Any],
-             fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+             fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None, *,
+             ring: bool = True) -> None:
         """`fallback` makes a message that pickles from one that does not."""
-        self.send_many([message], fallback)
+        self.send_many([message], fallback, ring=ring)
 
     def send_many(self, messages: list[dict[str, Any]],
-                  fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
-        """All in one write: each write wakes the reader, and a test sends several."""
+                  fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None, *,
+                  ring: bool = True) -> None:
+        """All in one write; `ring`: wake the reader now (without, it reads them soon)."""
         chunks = []
         for message in messages:
             payload = _dumps(message, fallback)
@@ -56,6 +80,17 @@ class Sender:
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
+        self.unheard = True
+        if ring:
+            self.ring()
+
+    def ring(self) -> None:
+        """Wake the reader to what was written."""
+        if self.doorbell is not None and self.unheard:
+            # Non-blocking: a full doorbell has rung already.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.doorbell, b"!")
+        self.unheard = False
 
 
 class Receiver:
@@ -89,6 +124,17 @@ class Inbox:
         self.fd = fd
         self.receiver = Receiver()
         self.pending: list[dict[str, Any]] = []
+
+    def waiting(self) -> bool:
+        """A message is there to get without blocking."""
+        return bool(self.pending) or bool(select.select([self.fd], [], [], 0)[0])
+
+    def has(self, kind: str) -> bool:
+        """A message of `kind` has come, whatever comes before it (read without blocking)."""
+        if select.select([self.fd], [], [], 0)[0]:
+            data = os.read(self.fd, 1 << 16)
+            self.pending.extend(self.receiver.feed(data))
+        return any(message.get("type") == kind for message in self.pending)
 
     def get(self, timeout: float | None = None, kind: str | None = None
             ) -> dict[str, Any] | None:

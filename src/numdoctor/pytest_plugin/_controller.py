@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -36,6 +37,9 @@ from numdoctor.pytest_plugin._reports import (
     tail,
 )
 from numdoctor.pytest_plugin._workers import TestRun, Worker, unpickled_warning
+
+# How many tests a shared worker may run ahead of this process's reading of their reports.
+AHEAD = 64
 
 if TYPE_CHECKING:
     from numdoctor.core.kmsg import KernelLog
@@ -60,6 +64,7 @@ class Controller:
         self.replaced: list[str] = []  # why each shared worker was replaced
         self.methods: Counter[str] = Counter()
         self.incidents: list[str] = []
+        self._loop_is_default: bool | None = None
         self.worker_errors: list[str] = []
         from numdoctor.pytest_plugin._serve import ReportStream
 
@@ -146,11 +151,7 @@ class Controller:
             if self.shared is None or not self.shared.alive:
                 self.shared = self._new_worker()
             worker = self.shared
-            ahead = None
-            if nextitem is not None and self.settings(nextitem)[0] == "shared":
-                after = item.session.items
-                following = after[index + 2] if 0 <= index and index + 2 < len(after) else None
-                ahead = (index + 1, nextitem, following)
+            ahead = self._ahead(worker, index, nextitem)
             self._run(worker, run, index, nextitem, one_shot=False, ahead=ahead)
             if not worker.alive:
                 self.shared = None
@@ -163,6 +164,40 @@ class Controller:
             self._stop_shared()
             pytest.exit(reason, returncode)
         return True
+
+    def _ahead(self, worker: Worker, index: int, nextitem: pytest.Item | None
+               ) -> list[tuple[int, pytest.Item, pytest.Item | None]]:
+        """The tests after this one that the worker may run before this process has read its
+        reports: up to AHEAD of them, as long as they run in the shared worker and in the
+        session's order. Topped up once half are done, so that it never runs dry."""
+        items = self.session.items if self.session is not None else []
+        if nextitem is None or self.settings(nextitem)[0] != "shared":
+            return []
+        in_order = 0 <= index < len(items) - 1 and items[index + 1] is nextitem
+        if not (in_order and self._default_loop()):
+            # Another loop (pytest-xdist's...) picks the tests: only the next one is known.
+            following = items[index + 2] if in_order and index + 2 < len(items) else None
+            return [(index + 1 if in_order else -1, nextitem, following)]
+        if worker.queued_until - index > AHEAD // 2:
+            return []
+        ahead = []
+        for position in range(max(index, worker.queued_until) + 1,
+                              min(index + 1 + AHEAD, len(items))):
+            candidate = items[position]
+            if self.settings(candidate)[0] != "shared":
+                break  # it runs elsewhere: what comes after waits for it
+            following = items[position + 1] if position + 1 < len(items) else None
+            ahead.append((position, candidate, following))
+        return ahead
+
+    def _default_loop(self) -> bool:
+        """pytest's own loop runs the session: every test, in the order of its items."""
+        if self._loop_is_default is None:
+            loops = self.config.hook.pytest_runtestloop.get_hookimpls()
+            self._loop_is_default = all(
+                loop.hookwrapper or loop.wrapper
+                or getattr(loop.plugin, "__name__", "") == "_pytest.main" for loop in loops)
+        return self._loop_is_default
 
     def _index(self, item: pytest.Item) -> int:
         items = item.session.items
@@ -179,7 +214,7 @@ class Controller:
 
     def _run(self, worker: Worker, run: TestRun, index: int, nextitem: pytest.Item | None,
              *, one_shot: bool,
-             ahead: tuple[int, pytest.Item, pytest.Item | None] | None = None) -> None:
+             ahead: Sequence[tuple[int, pytest.Item, pytest.Item | None]] = ()) -> None:
         worker.run(run, index, nextitem, one_shot=one_shot, ahead=ahead)
         self._conclude(worker, run)
 
@@ -258,6 +293,8 @@ class Controller:
                 + "; ".join(self.replaced)
                 + ". Fixtures of session and module scope were set up again in each new "
                   "worker.")
+        if not (self.incidents or self.worker_errors):
+            return
         from numdoctor.redact import redact_text
 
         for line in self.incidents:

@@ -23,6 +23,7 @@ import contextlib
 import os
 import pickle
 import sys
+import time
 import traceback
 import warnings
 from typing import Any, NoReturn
@@ -185,18 +186,22 @@ class Server:
         from _pytest.runner import runtestprotocol
         from _pytest.warnings import catch_warnings_for_item
 
-        self.sender.send({"type": "ready", "pid": os.getpid()})
+        self.sender.send({"type": "ready", "pid": os.getpid(), "at": time.monotonic()})
         last: pytest.Item | None = None
         stopping = False
         while True:
+            if not self.inbox.waiting():
+                self.sender.ring()  # out of tests: the pytest process must hear the last ones
             command = self.inbox.get()
             if command is None or command["type"] == "stop":
                 break
             if command["type"] != "run":
                 continue
             if stopping or (last is not None and (last.session.shouldfail or
-                                                  last.session.shouldstop)):
-                # The session ends: a test queued ahead is not run.
+                                                  last.session.shouldstop)) or \
+                    self.inbox.has("stop"):
+                # The session ends: a test queued ahead is not run (a stop overtakes the
+                # queue: the session did not get to these tests).
                 self.sender.send({"type": "skipped", "nodeid": command["nodeid"]})
                 continue
             item = self.find(command["index"], command["nodeid"])
@@ -210,6 +215,10 @@ class Server:
                     "run this way)")})
                 continue
             self.stream.nodeid = item.nodeid
+            if command.get("location") and "location" not in vars(item):
+                # Computed once, in the pytest process, for its own log: not again here.
+                with contextlib.suppress(AttributeError, TypeError):  # a read-only property
+                    item.location = tuple(command["location"])
             if command.get("capture"):
                 files = capture_files(self.config)
                 self.sender.send({"type": "capture", "nodeid": item.nodeid, "capture": files})
@@ -235,8 +244,11 @@ class Server:
             last = item
             leftovers = self._test_leftovers()
             held, self.stream.held = self.stream.held, []
-            self.sender.send_many([*held, {"type": "done", "nodeid": item.nodeid,
-                                           "leftovers": leftovers}], self.stream._serialisable)
+            # When it ended by our clock (the same monotonic clock as the pytest process's):
+            # the next test's deadline counts from there, however late this is read.
+            done = {"type": "done", "nodeid": item.nodeid, "leftovers": leftovers,
+                    "ended": time.monotonic()}
+            self.sender.send_many([*held, done], self.stream._serialisable, ring=False)
         if last is not None:
             # The session ended early (-x, an exit): what is still set up goes now.
             with contextlib.suppress(Exception):
@@ -289,10 +301,10 @@ def _flush_stdio() -> None:
 
 
 def forked_worker(session: pytest.Session, commands_fd: int, messages_fd: int,
-                  run_dir: RunDir) -> NoReturn:
+                  doorbell_fd: int, run_dir: RunDir) -> NoReturn:
     """Body of a forked worker; never returns into the pytest loop."""
     code = 0
-    sender = Sender(messages_fd)
+    sender = Sender(messages_fd, doorbell_fd)
     items = session.items
 
     def find(index: int, nodeid: str) -> pytest.Item | None:
@@ -319,9 +331,9 @@ class SpawnedWorker:
     def __init__(self, config: pytest.Config, spec: dict[str, Any]) -> None:
         self.config = config
         self.run_dir = RunDir(spec["run_dir"], dump_signal=spec["dump_signal"])
-        self.sender = Sender(spec["messages"])
+        self.sender = Sender(spec["messages"], spec["doorbell"])
         self.inbox = Inbox(spec["commands"])
-        for fd in (spec["messages"], spec["commands"]):
+        for fd in (spec["messages"], spec["doorbell"], spec["commands"]):
             os.set_inheritable(fd, False)  # not for the tests' own subprocesses
         for name in _OUTPUT_OPTIONS:
             if getattr(config.option, name, None):

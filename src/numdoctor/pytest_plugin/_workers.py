@@ -10,7 +10,6 @@ test fails in the phase that was running; the next test gets a fresh worker.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import os
 import pickle
@@ -19,6 +18,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ import pytest
 from numdoctor.core import tree
 from numdoctor.core.rundir import RunDir
 from numdoctor.core.status import Status, from_wait_status
-from numdoctor.pytest_plugin._channel import Receiver, Sender
+from numdoctor.pytest_plugin._channel import Receiver, Sender, widen
 from numdoctor.pytest_plugin._harness import is_harness
 
 # The diagnosis machinery is imported when a test first needs it (one that lasts, hangs or
@@ -47,6 +47,10 @@ STOP_LIMIT = 60.0
 # decides, at a deadline, between "hung" (idle) and "spinning" (busy), and shows the sentinel
 # when the tree goes idle (a proven deadlock fails the test before its deadline).
 SAMPLE_EVERY = 0.5
+# How long the worker's messages may wait unread while tests pass: the terminal is that late
+# at most, and the pytest process wakes that often, not once per test. While nothing arrives
+# the wait doubles, up to SAMPLE_EVERY.
+READ_EVERY = 0.02
 
 
 @dataclass
@@ -86,6 +90,10 @@ class Worker:
         self.commands: Sender | None = None
         self.commands_fd = -1
         self.messages_fd = -1
+        self.doorbell_fd = -1
+        self._selector: selectors.BaseSelector | None = None
+        self._read_every = READ_EVERY
+        self.queued_until = -1  # the index of the last test sent
         self.receiver = Receiver()
         self.pidfd: int | None = None
         self.wait_status: int | None = None
@@ -109,19 +117,29 @@ class Worker:
     def start(self) -> None:
         commands_read, commands_write = os.pipe()
         messages_read, messages_write = os.pipe()
+        doorbell_read, doorbell_write = os.pipe()
+        widen(messages_write)
+        theirs = (commands_read, messages_write, doorbell_write)
         if self.method == "fork":
             try:
-                self._fork(commands_read, messages_write, (commands_write, messages_read))
+                self._fork(*theirs, ours=(commands_write, messages_read, doorbell_read))
             except OSError as exc:  # EAGAIN/ENOMEM: a fresh interpreter may still fit
                 self.method, self.why = "spawn", f"fork() failed: {exc}"
         if self.method == "spawn":
-            self._spawn(commands_read, messages_write)
-        os.close(commands_read)
-        os.close(messages_write)
+            self._spawn(*theirs)
+        for fd in theirs:
+            os.close(fd)
+        for fd in (messages_read, doorbell_read):
+            os.set_blocking(fd, False)  # read what is there, never wait on it
         self.commands_fd, self.messages_fd = commands_write, messages_read
+        self.doorbell_fd = doorbell_read
         self.commands = Sender(commands_write)
         with contextlib.suppress(AttributeError, OSError):
             self.pidfd = os.pidfd_open(self.pid)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(doorbell_read, selectors.EVENT_READ, "doorbell")
+        if self.pidfd is not None:
+            self._selector.register(self.pidfd, selectors.EVENT_READ, "exit")
         self._watch_started = time.monotonic()
         self.controller.kernel()  # opened now: a crash's kernel record comes after
 
@@ -138,8 +156,8 @@ class Worker:
                 on_stacks=self._note_phase)
         return self._watch
 
-    def _fork(self, commands_read: int, messages_write: int,
-              ours: tuple[int, int]) -> None:
+    def _fork(self, commands_read: int, messages_write: int, doorbell_write: int, *,
+              ours: tuple[int, ...]) -> None:
         from numdoctor.pytest_plugin._serve import forked_worker
 
         self._flush_terminal()
@@ -160,21 +178,22 @@ class Worker:
             for fd in ours:
                 os.close(fd)
             forked_worker(self.controller.session, commands_read, messages_write,
-                          self.run_dir)
+                          doorbell_write, self.run_dir)
         gc.unfreeze()
         self.pid = pid
 
-    def _spawn(self, commands_read: int, messages_write: int) -> None:
+    def _spawn(self, commands_read: int, messages_write: int, doorbell_write: int) -> None:
         import json
 
         spec = {"commands": commands_read, "messages": messages_write,
+                "doorbell": doorbell_write,
                 "run_dir": self.run_dir.path, "dump_signal": self.run_dir.dump_signal}
         self.log_path = os.path.join(self.run_dir.path, f"worker-{self.serial}.log")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.controller.spawn_command(json.dumps(spec), self.serial),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(commands_read, messages_write),
+                pass_fds=(commands_read, messages_write, doorbell_write),
                 cwd=str(self.config.invocation_params.dir), start_new_session=True)
         self.pid = self.process.pid
 
@@ -191,37 +210,42 @@ class Worker:
         return self.pid != 0 and self.wait_status is None
 
     # -- run one test ------------------------------------------------------------------------
-    def send(self, index: int, item: pytest.Item, nextitem: pytest.Item | None, *,
-             one_shot: bool) -> None:
-        """Queue a test in the worker (it runs its queue in order)."""
+    def _command(self, index: int, item: pytest.Item, nextitem: pytest.Item | None, *,
+                 one_shot: bool) -> dict[str, Any]:
+        """Queue a test in the worker (it runs its queue in order): the command to send."""
         items = self.controller.session.items
         next_index = -1
         if nextitem is not None and index + 1 < len(items) and items[index + 1] is nextitem:
             next_index = index + 1
-        command: dict[str, Any] = {
+        self.sent.add(item.nodeid)
+        self.queue.append(item.nodeid)
+        self.queued_until = max(self.queued_until, index)
+        if len(self.queue) == 1 and self.ready:
+            self.started_at[item.nodeid] = time.monotonic()  # it starts at once
+        return {
             "type": "run", "index": index, "nodeid": item.nodeid,
             "next_index": next_index,
             "next_nodeid": nextitem.nodeid if nextitem is not None else None,
-            "capture": self.method == "spawn" and not self.capture_fds and not self.sent,
+            "location": _location(item),
+            "capture": self.method == "spawn" and not self.capture_fds and len(self.sent) == 1,
             "forget_parent_fixtures": one_shot and self.method == "fork",
         }
-        self.sent.add(item.nodeid)
-        self.queue.append(item.nodeid)
-        if len(self.queue) == 1 and self.ready:
-            self.started_at[item.nodeid] = time.monotonic()  # it starts at once
-        self._send(command)
 
     def run(self, run: TestRun, index: int, nextitem: pytest.Item | None, *,
-            one_shot: bool, ahead: tuple[int, pytest.Item, pytest.Item | None] | None = None
+            one_shot: bool, ahead: Sequence[tuple[int, pytest.Item, pytest.Item | None]] = ()
             ) -> TestRun:
-        """Run one test and wait for its end. `ahead`: the test after it, queued at once so
-        that the worker runs it while this process logs this one's reports."""
+        """Run one test and wait for its end. `ahead`: tests after it, queued at once so that
+        the worker runs them while this process logs this one's reports."""
         assert self.commands is not None
         self.tests += 1
+        commands = []
         if run.item.nodeid not in self.sent:
-            self.send(index, run.item, nextitem, one_shot=one_shot)
-        if ahead is not None and ahead[1].nodeid not in self.sent:
-            self.send(*ahead, one_shot=False)
+            commands.append(self._command(index, run.item, nextitem, one_shot=one_shot))
+        commands += [self._command(*entry, one_shot=False) for entry in ahead
+                     if entry[1].nodeid not in self.sent]
+        if commands:
+            with contextlib.suppress(OSError):
+                self.commands.send_many(commands)
         limit = STARTUP_LIMIT[self.method] if not self.ready else run.timeout
         # What the worker already said about this test, while we were busy with the last.
         pending, self.pending = self.pending, []
@@ -235,67 +259,71 @@ class Worker:
         return run
 
     def _wait(self, run: TestRun, first_limit: float | None) -> None:
+        assert self._selector is not None
         sent = time.monotonic()
         deadline = None if first_limit is None else sent + first_limit
         # A test that ends within the first quarter of its timeout (most do, by far) costs
         # no sample; one that lasts is sampled often enough to tell idle from busy.
         every = SAMPLE_EVERY if run.timeout is None else min(SAMPLE_EVERY, run.timeout / 4)
         next_sample = sent + every
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.messages_fd, selectors.EVENT_READ, "messages")
-            if self.pidfd is not None:
-                selector.register(self.pidfd, selectors.EVENT_READ, "exit")
-            while not run.done and run.verdict is None:
-                now = time.monotonic()
-                if not run.started:
-                    run.started = self.started_at.get(run.item.nodeid, 0.0)
-                if run.started:
-                    deadline = None if run.timeout is None else run.started + run.timeout
-                wait = next_sample - now
-                if deadline is not None:
-                    wait = min(wait, deadline - now)
-                if self.pidfd is None:  # no pidfd (old kernel): poll for the exit
-                    wait = min(wait, 0.02)
-                for key, _ in selector.select(max(0.0, wait)):
-                    if key.data == "messages" and not self._read(run):
-                        selector.unregister(self.messages_fd)  # every writer is gone
-                if run.done or run.verdict is not None:
-                    break
-                status = tree.reap([self.pid]).get(self.pid)
-                if status is not None:
-                    self.wait_status = status
-                    self._drain(run)
-                    if not run.done:
-                        self._crashed(run)
-                    break
-                now = time.monotonic()
-                if now >= next_sample:
-                    self.watch.monitor.sample(now)
-                    next_sample = now + every
-                    if run.started and self._look_for_deadlock(run, now):
-                        break
-                if deadline is not None and now >= deadline:
-                    self._hung(run, starting=not run.started)
-                    break
-
-    def _read(self, run: TestRun) -> bool:
-        """Read what the pipe holds; False at end of file."""
-        try:
-            data = os.read(self.messages_fd, 1 << 16)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        if not data:
-            return False
-        arrived = time.monotonic()
-        for message in self.receiver.feed(data):
-            message["arrived"] = arrived
+        while not run.done and run.verdict is None:
+            now = time.monotonic()
+            if not run.started:
+                run.started = self.started_at.get(run.item.nodeid, 0.0)
+            if run.started:
+                deadline = None if run.timeout is None else run.started + run.timeout
+            wait = min(next_sample - now, self._read_every)
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            if self.pidfd is None:  # no pidfd (old kernel): poll for the exit
+                wait = min(wait, 0.02)
+            for key, _ in self._selector.select(max(0.0, wait)):
+                if key.data == "doorbell" and not _empty(self.doorbell_fd):
+                    self._selector.unregister(self.doorbell_fd)  # every writer is gone
+            heard = self._read(run)
+            self._read_every = READ_EVERY if heard else min(2 * self._read_every,
+                                                            SAMPLE_EVERY)
             if run.done or run.verdict is not None:
-                self.pending.append(message)  # the next test's, already under way
-            else:
-                self._route(run, message)
-        return True
+                break
+            status = tree.reap([self.pid]).get(self.pid)
+            if status is not None:
+                self.wait_status = status
+                self._read(run)  # what it sent last
+                if not run.done:
+                    self._crashed(run)
+                break
+            now = time.monotonic()
+            if now >= next_sample:
+                self.watch.monitor.sample(now)
+                next_sample = now + every
+                if run.started and self._look_for_deadlock(run, now):
+                    break
+            if deadline is not None and now >= deadline:
+                self._hung(run, starting=not run.started)
+                break
+
+    def _read(self, run: TestRun | None) -> bool:
+        """Take in what the pipe holds (a grandchild may hold it open after the worker's
+        exit: read until it is empty, not until end of file); whether anything came."""
+        if self.messages_fd < 0:
+            return False
+        heard = False
+        while True:
+            try:
+                data = os.read(self.messages_fd, 1 << 20)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            heard = True
+            for message in self.receiver.feed(data):
+                if run is None:
+                    self._handle_idle(message)
+                elif run.done or run.verdict is not None:
+                    self.pending.append(message)  # the next test's, already under way
+                else:
+                    self._route(run, message)
+        return heard
 
     def _route(self, run: TestRun, message: dict[str, Any]) -> None:
         nodeid = message.get("nodeid")
@@ -306,26 +334,6 @@ class Worker:
             self._handle(run, message)
         else:
             self.pending.append(message)
-
-    def _drain(self, run: TestRun | None) -> None:
-        """After the exit: what the worker sent last (a grandchild may keep the pipe open,
-        so read until it is empty, not until end of file)."""
-        if self.messages_fd < 0:
-            return
-        flags = fcntl.fcntl(self.messages_fd, fcntl.F_GETFL)
-        fcntl.fcntl(self.messages_fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        while True:
-            try:
-                data = os.read(self.messages_fd, 1 << 16)
-            except (BlockingIOError, OSError):
-                break
-            if not data:
-                break
-            for message in self.receiver.feed(data):
-                if run is not None:
-                    self._route(run, message)
-                else:
-                    self._handle_idle(message)
 
     def _handle(self, run: TestRun, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -364,13 +372,13 @@ class Worker:
     def _ready(self, message: dict[str, Any]) -> None:
         self.ready = True
         if self.queue:
-            self.started_at[self.queue[0]] = message.get("arrived") or time.monotonic()
+            self.started_at[self.queue[0]] = message.get("at") or time.monotonic()
 
     def _finished(self, nodeid: str, message: dict[str, Any]) -> None:
         if nodeid in self.queue:
             self.queue.remove(nodeid)
         if self.queue:
-            self.started_at[self.queue[0]] = message.get("arrived") or time.monotonic()
+            self.started_at[self.queue[0]] = message.get("ended") or time.monotonic()
 
     def _handle_idle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -551,7 +559,7 @@ class Worker:
                 selectors_wait(self.pidfd, 0.1)
             else:
                 time.sleep(0.02)
-        self._drain(None)
+        self._read(None)
         if self.wait_status is None:
             killed = self.watch.kill()
             self.stopped_leftovers += [(pid, killed.commands.get(pid, "?"))
@@ -580,12 +588,15 @@ class Worker:
             self.process.returncode = from_wait_status(status).code
 
     def _close(self) -> None:
-        for fd in (self.commands_fd, self.messages_fd, self.pidfd,
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        for fd in (self.commands_fd, self.messages_fd, self.doorbell_fd, self.pidfd,
                    *self.capture_fds.values()):
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.commands_fd = self.messages_fd = -1
+        self.commands_fd = self.messages_fd = self.doorbell_fd = -1
         self.pidfd = None
         self.capture_fds = {}
         self.commands = None
@@ -594,6 +605,25 @@ class Worker:
         if self.method == "fork":
             return f"a forked pytest worker (pid {self.pid})"
         return f"a fresh pytest interpreter (pid {self.pid}), not a fork: {self.why}"
+
+
+def _location(item: pytest.Item) -> tuple[str, int | None, str] | None:
+    try:
+        return item.location
+    except Exception:  # pytest's own log of the test says what is wrong with it
+        return None
+
+
+def _empty(fd: int) -> bool:
+    """Read a pipe empty; False at end of file."""
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
 
 
 _ORDER = {"setup": 0, "call": 1, "teardown": 2}
