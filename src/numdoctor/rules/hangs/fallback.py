@@ -10,29 +10,29 @@ from numdoctor.rules.hangs.graph import Path, Tree
 from numdoctor.rules.registry import Stage, declare
 
 HANG001 = declare(
-    "HANG001", "The program stopped making progress and uses no CPU (deadlock or wait)",
+    "HANG001", "No progress: the program is blocked where the wait path ends",
     Severity.ERROR,
     """
     For `--hang-timeout` seconds the program wrote no output, called no
-    `numdoctor.heartbeat()`, and its process tree did no work: no process used more than
-    10 % of a CPU on average, and all together less than 30 %. Every thread is waiting: for a
-    lock, a condition, a child process, a pipe or socket, or a thread-pool barrier that will
-    never be released.
+    `numdoctor.heartbeat()`, and its process tree did no work (no process above 10 % of a CPU
+    on average, all together below 30 %), and none of the specific diagnoses (HANG004 to
+    HANG013, FORK001) recognised what it waits for.
 
-    The evidence names every process of the tree with its CPU use and where its threads wait
-    (innermost Python frame, and the native library when the native stack was read); the
-    report has the full stacks of every thread of every process.
+    numdoctor still followed who waits for whom as far as the stacks and /proc allow: the
+    main thread waits for a thread (`join`), a child process (`wait`), a future or queue fed by
+    a pool, a peer across a pipe or socket; that one waits in turn... The title names where
+    that path ends — the thread or process that everyone else is waiting on, what it is doing
+    and its file:line — and the evidence shows each step of the path, then the bystanders (the
+    other waiting threads, briefly). The report keeps the full stacks of every thread.
 
-    **Why it matters.** Nothing will change by waiting longer. The classic causes in numerical
-    code: `fork()` after an OpenMP or BLAS pool started (see FORK001), a DataLoader or
-    multiprocessing worker blocked on a full queue, a lock taken twice, two OpenMP runtimes in
-    one process (OMP001/OMP003), a collective operation (NCCL, MPI, Gloo) that one rank never
-    joined.
+    **Why it matters.** Unlike HANG004 (a lock cycle) or HANG008 (a pool waiting for a dead
+    worker), this is not a proof: the process at the end of the path may wait for something
+    outside the tree (input, a remote service, a file lock held by another program) that will
+    come. It is where to look first.
 
-    **Fix.** Read where the main thread waits and on what; the findings next to this one name
-    the cause when numdoctor recognises it. If the program is in fact waiting legitimately
-    (input, a remote service), raise `--hang-timeout` or call `numdoctor.heartbeat()` while it
-    waits.
+    **Fix.** Look at the named file:line: why does it wait there, and for whom? If the program
+    is in fact waiting legitimately, raise `--hang-timeout` or call `numdoctor.heartbeat()`
+    while it waits.
     """,
     Stage.RUN,
 )
