@@ -16,11 +16,12 @@ in for output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +195,7 @@ class Monitor:
         self._last_scan = 0.0
         self._scan_every = 1.0
         self._reaped_cpu_base = _children_cpu() if self.subreaper else 0.0
+        self._ours = 0.0  # CPU seconds of the tree's that numdoctor caused (see own_work)
         self.samples = 0
         self.wrote = False  # set by sample(io=True) when some process's wchar grew
         self.sample_seconds = 0.0  # our own cost, for the report
@@ -268,7 +270,7 @@ class Monitor:
             proc.cpu_history.append((now, proc.cpu))
             total_cpu += proc.cpu
             tree_rss += stat.rss
-        self.tree_history.append((now, total_cpu))
+        self.tree_history.append((now, total_cpu - self._ours))
         if tree_rss > self.peak_tree_rss:
             self.peak_tree_rss, self.peak_tree_rss_at = tree_rss, now
         if self._gpu_present and now - self.gpu_time >= self.gpu_interval:
@@ -301,6 +303,23 @@ class Monitor:
         busiest = max((p.cpu_since(since) or 0.0 for p in self.procs.values()
                        if p.last_seen >= since), default=0.0)
         return tree < IDLE_TREE_CPU and busiest < IDLE_CPU
+
+    @contextlib.contextmanager
+    def own_work(self) -> Iterator[None]:
+        """What runs inside is numdoctor's, not the program's: a look at the stacks. The CPU
+        of its tools (our children, counted with the tree's orphans when we are the
+        subreaper) and what the tree spent answering it (ptrace stops, a faulthandler dump)
+        must not make an idle tree look busy: the look would wake the very tree it found
+        idle, and a proof would never be confirmed."""
+        self.sample()
+        before = self.tree_history[-1][1]
+        try:
+            yield
+        finally:
+            self.sample()
+            at, after = self.tree_history[-1]
+            self._ours += max(0.0, after - before)
+            self.tree_history[-1] = (at, before)
 
     def idle_for(self, now: float) -> float | None:
         """Seconds the tree has been idle up to `now` (its CPU use below the idle threshold

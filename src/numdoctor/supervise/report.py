@@ -194,7 +194,17 @@ def summary(facts: RunFacts, report_path: str | None, limit: int = 3) -> list[st
     return lines
 
 
+# The evidence of a hang that says when it was seen, not who waits for whom.
+_HANG_PREAMBLE = ("no output", "idle for", "the whole tree")
+
+
 def _key_evidence(finding: Finding) -> list[str]:
+    if finding.code.startswith("HANG") or finding.code == "FORK001":
+        # Who waits for whom, step by step, then the stack at the end of that path.
+        path = [e for e in finding.evidence
+                if not e.startswith((*_HANG_PREAMBLE, "stack"))][:4]
+        stack = [e for e in finding.evidence if e.startswith("stack")][:1]
+        return [e if len(e) <= 300 else e[:297] + "..." for e in path + stack]
     keys = ("stack", "faulting thread", "culprit", "busy thread", "kernel:", "stderr:",
             "the faulting instruction", "under a BLAS call")
     picked = [e for e in finding.evidence if e.startswith(keys)][:3]

@@ -12,7 +12,8 @@ still idle) before anyone acts on it: a moment caught in passing is not a deadlo
 
 Looks cost CPU (a stack dump of every process), so they are rationed: none while the tree
 works, the first after a second of idleness, later ones ever further apart while the
-program keeps waiting, and never more than half a percent of the supervision's time.
+program keeps waiting, and never more than half a percent of the supervision's time (but a
+proof always gets the look that confirms it).
 """
 
 from __future__ import annotations
@@ -53,8 +54,11 @@ class Sentinel:
             return None
         if idle_for < IDLE_BEFORE or now < self.next_look:
             return None
-        if self.spent > HEAD_START + BUDGET * (now - self.started):
-            return None  # a long wait: the budget refills with time
+        if self.candidate is None and self.spent > HEAD_START + BUDGET * (now - self.started):
+            # A long wait: the budget refills with time. (A proof waiting for its confirmation
+            # gets its second look regardless: a look at a PyTorch job can take more than the
+            # head start, and the proof would otherwise wait minutes.)
+            return None
         begun = time.monotonic()
         try:
             seen = self.watch.examine(window=min(max(idle_for, 1.0), 10.0),

@@ -243,12 +243,16 @@ class Watch:
                 confirmed: bool = False) -> Examination:
         """Who waits for whom now: the process table, every thread's stacks and the kernel's
         view of each wait, and the hang analysis of them (numdoctor.rules.hangs)."""
+        now = time.monotonic()
+        self.monitor.discover(now)
+        with self.monitor.own_work():
+            return self._examine(window, now, quick=quick, confirmed=confirmed)
+
+    def _examine(self, window: float, now: float, *, quick: bool,
+                 confirmed: bool) -> Examination:
         from numdoctor.core.waits import collect
         from numdoctor.rules.hangs import analyse
 
-        now = time.monotonic()
-        self.monitor.discover(now)
-        self.monitor.sample(now)
         infos = self.infos()
         views = self.views(infos, window, now)
         taken: dict[int, ProcessStacks] = {}
