@@ -107,6 +107,7 @@ class _Runner:
         self.deadline = (time.monotonic() + options.budget) if options.budget else None
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
         self.skipped = 0
+        self.done: dict[Scenario, Result] = {}  # the latest result of each scenario run
         # Side by side, the scenarios' operations take turns (see turns.py).
         self._turn_dir: tempfile.TemporaryDirectory[str] | None = None
         self.turns: TurnKeeper | None = None
@@ -120,8 +121,14 @@ class _Runner:
                 # but no verdict ("slow" ones are confirmed alone anyway).
                 self.turns = None
 
-    def run_all(self, scenarios: list[Scenario]) -> list[Result | None]:
-        return list(self.pool.map(self._one, scenarios))
+    def run_all(self, scenarios: list[Scenario], *, reuse: bool = False
+                ) -> list[Result | None]:
+        """`reuse`: a scenario this probe has already run keeps that result instead of
+        running again (a mitigation that is also a cell of the matrix: OMP_NUM_THREADS=1,
+        another start method; a minimisation step that is another cell)."""
+        todo = list(dict.fromkeys(s for s in scenarios if not (reuse and s in self.done)))
+        fresh = dict(zip(todo, self.pool.map(self._one, todo), strict=True))
+        return [fresh[s] if s in fresh else self.done[s] for s in scenarios]
 
     def _one(self, scenario: Scenario) -> Result | None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -137,6 +144,8 @@ class _Runner:
                               turns=self.turns.address if self.turns else None)
         if self.progress:
             self.progress(scenario.label, result)
+        if result is not None:
+            self.done[scenario] = result
         return result
 
     def close(self) -> None:
@@ -266,7 +275,7 @@ def _minimize(failure: Failure, runner: _Runner) -> None:
         if module == current.scenario.canary.module or len(imports) <= 1:
             continue
         trial = [m for m in imports if m != module]
-        (result,) = runner.run_all([current.scenario.with_imports(tuple(trial))])
+        (result,) = runner.run_all([current.scenario.with_imports(tuple(trial))], reuse=True)
         if result is not None and _still_fails(result, current):
             imports, current = trial, result
     failure.minimal = current
@@ -295,8 +304,8 @@ def _mitigate(failure: Failure, runner: _Runner) -> None:
         if reverse[0] != module:
             options.append(Mitigation(f"with import order {', '.join(reverse)}",
                                       base.with_imports(reverse)))
-    for mitigation, result in zip(options, runner.run_all([m.scenario for m in options]),
-                                  strict=True):
+    for mitigation, result in zip(options, runner.run_all([m.scenario for m in options],
+                                                          reuse=True), strict=True):
         mitigation.result = result
     failure.mitigations = options
 

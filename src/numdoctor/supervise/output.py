@@ -202,6 +202,14 @@ class Streams:
             channel.start()
         self._file_sizes = sum(f.size() for f in self.files)
 
+    @property
+    def blind(self) -> bool:
+        """No output of the program can be observed at all (stdout and stderr on /dev/null
+        or closed): only then do bytes written anywhere count as progress. (With one stream
+        watched, a program that writes to a socket while it waits, as a distributed job's
+        store client does, would otherwise never look hung.)"""
+        return bool(self.unobservable) and not self.channels and not self.files
+
     def last_output(self) -> float:
         return max((c.last_output for c in self.channels), default=0.0)
 

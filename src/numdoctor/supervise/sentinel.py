@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 IDLE_BEFORE = 1.0  # seconds the tree must have been idle before a look
 CONFIRM_AFTER = 1.0  # seconds between a proof and the look that confirms it
-FIRST_BACKOFF = 2.0  # seconds before the next look after one that proved nothing
+FIRST_BACKOFF = 4.0  # seconds before the next look after one that proved nothing
 LONGEST_BACKOFF = 120.0
 BUDGET = 0.005  # share of the supervision's time the looks may take
 HEAD_START = 1.0  # seconds of looks allowed before the budget applies
@@ -62,7 +62,7 @@ class Sentinel:
         begun = time.monotonic()
         try:
             seen = self.watch.examine(window=min(max(idle_for, 1.0), 10.0),
-                                      confirmed=self.candidate is not None)
+                                      confirmed=self.candidate is not None, look=True)
         except Exception as exc:  # a failed look must never end the supervision
             self.watch.notes.append(f"a look for deadlocks failed: {type(exc).__name__}: {exc}")
             self.next_look = now + LONGEST_BACKOFF
@@ -82,8 +82,18 @@ class Sentinel:
             return None
         self.candidate = None
         self.next_look = time.monotonic() + self.backoff
-        self.backoff = min(self.backoff * 2, LONGEST_BACKOFF)
+        if not _busy(seen):
+            # Idle and nothing proven: a wait that may last; look ever less often. (A busy root
+            # is a program still at work, start-up or teardown: no reason to look less.)
+            self.backoff = min(self.backoff * 2, LONGEST_BACKOFF)
         return None
+
+
+def _busy(seen: Examination) -> bool:
+    from numdoctor.rules.hangs.busy import HANG002  # loaded by the look already
+
+    findings = seen.diagnosis.findings
+    return bool(findings) and findings[0].code == HANG002.code
 
 
 def _key(seen: Examination) -> tuple[str, int, int | None]:

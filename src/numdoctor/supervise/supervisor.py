@@ -185,7 +185,7 @@ class _Supervision:
                 break
             now = time.monotonic()
             if now >= next_sample:
-                self.monitor.sample(now, io=bool(self.streams.unobservable))
+                self.monitor.sample(now, io=self.streams.blind)
                 next_sample = now + self.interval
                 # Progress: output, a heartbeat, or (where output is invisible) bytes written.
                 self.last_progress = max(self.last_progress, self.streams.last_output())
@@ -194,7 +194,7 @@ class _Supervision:
                 mtime = _mtime(self.run_dir.heartbeat)
                 if mtime != heartbeat_mtime:
                     heartbeat_mtime, self.last_progress = mtime, now
-                if self.streams.unobservable and self.monitor.wrote_since_last_call():
+                if self.streams.blind and self.monitor.wrote_since_last_call():
                     self.last_progress = now
                 incident = self._check_limits(now)
                 if incident:

@@ -178,7 +178,8 @@ class Watch:
         return views
 
     def dump(self, views: list[ProcView], infos: dict[int, dict], *,
-             quick: bool = False, tool_timeout: float = 5.0) -> dict[int, ProcessStacks]:
+             quick: bool = False, tool_timeout: float = 5.0,
+             gdb: bool = True) -> dict[int, ProcessStacks]:
         """Every thread's stacks, Python and native, with the package of each frame."""
         targets = [Target(v.pid, python=v.python, dumpable=bool(infos.get(v.pid, {})
                                                                 .get("dumps")))
@@ -186,7 +187,7 @@ class Watch:
         dumper = Dumper(self.run_dir.path, self.run_dir.dump_signal, helpers=self.helpers)
         started = time.monotonic()
         stacks = dumper.dump(targets, tool_timeout=1.5 if quick else tool_timeout,
-                             faulthandler_wait=0.5 if quick else 1.0)
+                             faulthandler_wait=0.5 if quick else 1.0, gdb=gdb)
         if self.on_stacks is not None:
             self.on_stacks(stacks)
         for process in stacks.values():
@@ -240,16 +241,17 @@ class Watch:
 
     # -- the tree is stuck -------------------------------------------------------------------
     def examine(self, window: float, *, quick: bool = False,
-                confirmed: bool = False) -> Examination:
+                confirmed: bool = False, look: bool = False) -> Examination:
         """Who waits for whom now: the process table, every thread's stacks and the kernel's
-        view of each wait, and the hang analysis of them (numdoctor.rules.hangs)."""
+        view of each wait, and the hang analysis of them (numdoctor.rules.hangs). `look`: the
+        sentinel's look at an idle tree that may well be healthy, kept cheap (no gdb)."""
         now = time.monotonic()
         self.monitor.discover(now)
         with self.monitor.own_work():
-            return self._examine(window, now, quick=quick, confirmed=confirmed)
+            return self._examine(window, now, quick=quick, confirmed=confirmed, look=look)
 
     def _examine(self, window: float, now: float, *, quick: bool,
-                 confirmed: bool) -> Examination:
+                 confirmed: bool, look: bool) -> Examination:
         from numdoctor.core.waits import collect
         from numdoctor.rules.hangs import analyse
 
@@ -260,7 +262,7 @@ class Watch:
         def stacks() -> dict[int, ProcessStacks]:
             # Read by `collect` after the kernel's view of each thread: a dump tool stops the
             # process, and the wait it interrupts no longer says how long it had left.
-            taken.update(self.dump(views, infos, quick=quick))
+            taken.update(self.dump(views, infos, quick=quick, gdb=not look))
             return taken
 
         started = time.monotonic()

@@ -77,10 +77,12 @@ class Dumper:
         return Path(self.run_dir, f"fh-{pid}.txt")
 
     def dump(self, targets: list[Target], *, tool_timeout: float = 5.0,
-             faulthandler_wait: float = 1.0) -> dict[int, ProcessStacks]:
+             faulthandler_wait: float = 1.0, gdb: bool = True) -> dict[int, ProcessStacks]:
+        """`gdb=False`: native (non-Python) processes get the stack scan, not gdb (a tenth of
+        a second of CPU per process: too much for a look at a tree that may be healthy)."""
         results = {t.pid: ProcessStacks(t.pid, python=t.python) for t in targets}
         started = time.monotonic()
-        self._tools(targets, results, tool_timeout)
+        self._tools(targets, results, tool_timeout, gdb)
         self.seconds["native"] = time.monotonic() - started
         # faulthandler for the Python processes the tools could not read.
         unread = [t for t in targets if t.python and not _has_python_frames(results[t.pid])]
@@ -98,10 +100,11 @@ class Dumper:
 
     # -- the tools ---------------------------------------------------------------------------
     def _tools(self, targets: list[Target], results: dict[int, ProcessStacks],
-               timeout: float) -> None:
+               timeout: float, gdb: bool) -> None:
         workers = max(2, min(8, os.cpu_count() or 2))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            futures = {pool.submit(self._native, target, timeout): target for target in targets}
+            futures = {pool.submit(self._native, target, timeout, gdb): target
+                       for target in targets}
             for future in concurrent.futures.as_completed(futures):
                 target = futures[future]
                 try:
@@ -116,9 +119,12 @@ class Dumper:
                     stacks.native = source in NATIVE_SOURCES
                     stacks.threads = threads
 
-    def _native(self, target: Target, timeout: float) -> tuple[list[ThreadStack], str, str]:
+    def _native(self, target: Target, timeout: float, gdb: bool
+                ) -> tuple[list[ThreadStack], str, str]:
         if target.python:
             return self._python_native(target.pid, timeout)
+        if not gdb:  # a look at a tree that may be healthy: the libraries on each stack
+            return scan_native(target.pid), "stack scan", ""
         if self.gdb is not None:
             try:
                 maps = read_maps(target.pid)
