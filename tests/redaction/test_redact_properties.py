@@ -154,7 +154,8 @@ def test_benign_text_is_unchanged(text):
 @given(st.text(), planted(), st.text(), st.sampled_from([" ", "\n", "\t", " ; "]))
 def test_a_planted_secret_is_removed_whatever_surrounds_it(before, plant, after, separator):
     text, secret = plant
-    assume(secret not in before and secret not in after)
+    # (The text around may not hold the secret, nor the part of it checked below.)
+    assume(secret[:-1] not in before and secret[:-1] not in after)
     out = redact_text(before + separator + text + separator + after)
     assert secret not in out
     # At most one trailing character (a closing bracket or comma taken for punctuation)
