@@ -147,12 +147,12 @@ def _prepare(fmt: str) -> None:
     """Load the rules, the snapshot assembly and the renderer while the collector imports."""
     import importlib
 
-    from numdoctor.rules import all_rules
+    from numdoctor.rules.registry import load_snapshot_checks
 
-    all_rules()
+    load_snapshot_checks()
     renderer = {"json": "numdoctor.render.json_format",
                 "markdown": "numdoctor.render.markdown"}.get(fmt, "numdoctor.render.text")
-    for module in ("numdoctor.findings", "numdoctor.commands._common",
+    for module in ("numdoctor.findings", "numdoctor.commands._common", "numdoctor.redact",
                    "numdoctor.snapshot.collect", "numdoctor.snapshot.binary", renderer):
         importlib.import_module(module)
     if fmt == "text":

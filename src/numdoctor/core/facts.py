@@ -9,12 +9,15 @@ why: its stacks, its wait status, what the kernel logged. Both are filled by the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from numdoctor.core.kmsg import KernelEvent
-from numdoctor.core.monitor import Series
-from numdoctor.core.stacks.model import ThreadStack
-from numdoctor.core.status import Exit
+# Annotations only: the rules that read these facts load with every `numdoctor check`, which
+# must not pay for the monitor and the kernel log.
+if TYPE_CHECKING:
+    from numdoctor.core.kmsg import KernelEvent
+    from numdoctor.core.monitor import Series
+    from numdoctor.core.stacks.model import ThreadStack
+    from numdoctor.core.status import Exit
 
 
 @dataclass

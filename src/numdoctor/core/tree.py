@@ -250,7 +250,7 @@ def kill_tree(root: int, *, session: int | None = None, include_root: bool = Fal
         # process shows as a zombie before its threads are gone, and is reaped after that.
         pending = [p for p in ours if p not in result.statuses and _exists(p)]
         if not tree and not pending:
-            break
+            return result  # nothing left: the last look found no one
         if time.monotonic() >= stop_at:
             break
         time.sleep(0.01)

@@ -13,7 +13,6 @@ covers that case.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
@@ -22,7 +21,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where it runs, in a Dask process (its loop has it loaded)
+    import asyncio
 
 _NON_ALNUM = re.compile(r"[-_.]+")
 _ONE_AT_A_TIME = threading.Lock()
@@ -31,6 +33,8 @@ _ONE_AT_A_TIME = threading.Lock()
 async def collect_member(imports: list[str] | None, deadline: float, import_timeout: float,
                          dask_worker: Any = None, dask_scheduler: Any = None) -> dict[str, Any]:
     """Entry point for `Client._run` / `_run_on_scheduler` (Dask fills in `dask_worker`)."""
+    import asyncio
+
     server = dask_worker if dask_worker is not None else dask_scheduler
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()

@@ -14,13 +14,17 @@ spread its scenarios with them.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# asyncio (20 ms to import) is only needed once a fleet command talks to a cluster: every
+# `numdoctor check` loads this module's status names through the rules.
+if TYPE_CHECKING:
+    import asyncio
 
 OK = "ok"
 ERROR = "error"  # the function (or its unpickling) raised
@@ -78,6 +82,8 @@ def start_on_workers(
     `fn` may be a coroutine function: it then runs on the worker's event loop, which keeps
     the worker responsive while it waits.
     """
+    import asyncio
+
     loop = client.loop.asyncio_loop
     slots = asyncio.Semaphore(CONCURRENT_CALLS)
     futures = {}
@@ -96,6 +102,8 @@ def start_on_scheduler(
     kwargs: Mapping[str, Any] | None = None,
 ) -> concurrent.futures.Future[MemberResult]:
     """Start `fn` in the scheduler process (like `client.run_on_scheduler`)."""
+    import asyncio
+
     call = _on_scheduler(client, fn, args, dict(kwargs or {}), timeout)
     return asyncio.run_coroutine_threadsafe(call, client.loop.asyncio_loop)
 
@@ -168,6 +176,7 @@ def run_on_scheduler(
 
 def scheduler_identity(client: Any, *, timeout: float) -> dict[str, Any]:
     """The scheduler's `identity()` with every worker, or raise TimeoutError/OSError."""
+    import asyncio
 
     async def identity() -> dict[str, Any]:
         try:
@@ -197,6 +206,8 @@ async def _on_worker(client: Any, fn: Callable[..., Any], address: str, args: tu
 
 async def _call_worker(client: Any, fn: Callable[..., Any], address: str, args: tuple,
                        kwargs: dict[str, Any], timeout: float) -> MemberResult:
+    import asyncio
+
     start = time.monotonic()
     try:
         answers = await asyncio.wait_for(
@@ -217,6 +228,8 @@ async def _call_worker(client: Any, fn: Callable[..., Any], address: str, args: 
 
 async def _on_scheduler(client: Any, fn: Callable[..., Any], args: tuple,
                         kwargs: dict[str, Any], timeout: float) -> MemberResult:
+    import asyncio
+
     address = scheduler_address(client)
     start = time.monotonic()
     try:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from numdoctor.redact import redact_text, redact_tree
 from numdoctor.render.formats import FORMATS
+
+# numdoctor.redact compiles its patterns on import (milliseconds): it loads when a report is
+# rendered, or while `check` waits for its collector, not when a command line is parsed.
 
 
 class Renderable(Protocol):
@@ -22,6 +24,8 @@ class Renderable(Protocol):
 
 def report_data(report: Renderable | dict[str, Any]) -> dict[str, Any]:
     # A Report or its dict: renderers know reports only by their plain data.
+    from numdoctor.redact import redact_tree
+
     data = report if isinstance(report, dict) else report.to_dict()
     return redact_tree(data)
 
@@ -47,4 +51,6 @@ def render(report: Renderable | dict[str, Any], fmt: str = "text", *, color: boo
         out = render_text(data, color=color, width=width, verbose=verbose)
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    from numdoctor.redact import redact_text
+
     return redact_text(out)

@@ -133,7 +133,7 @@ def all_rules() -> list[Rule]:
 
 def apply_rules(snapshot: Any) -> list[Finding]:
     """Every snapshot check on one snapshot. A check that raises is a bug, reported as such."""
-    _load_all()
+    load_snapshot_checks()
     findings: list[Finding] = []
     for code in sorted(_SNAPSHOT_CHECKS):
         try:
@@ -146,6 +146,21 @@ def apply_rules(snapshot: Any) -> list[Finding]:
                 fix="Please report this at the numdoctor issue tracker with the JSON report.",
             ))
     return findings
+
+
+@functools.cache
+def load_snapshot_checks() -> None:
+    """Import the modules directly in this package: the snapshot checks live there. The
+    run-time diagnoses live in subpackages (`run/`, `hangs/`) whose imports a `check` need not
+    pay for (a test keeps every snapshot check at the top)."""
+    import importlib
+    import pkgutil
+
+    import numdoctor.rules as package
+
+    for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        if not module.ispkg:
+            importlib.import_module(module.name)
 
 
 @functools.cache

@@ -252,7 +252,7 @@ class Watch:
 
     def _examine(self, window: float, now: float, *, quick: bool,
                  confirmed: bool, look: bool) -> Examination:
-        from numdoctor.core.waits import collect
+        from numdoctor.core.waits.collect import collect
         from numdoctor.rules.hangs import analyse
 
         infos = self.infos()
