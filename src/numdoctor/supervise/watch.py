@@ -267,9 +267,13 @@ class Watch:
 
         started = time.monotonic()
         idle_for = self.monitor.idle_for(now)
+        # Per-thread CPU tells the busy thread from the waiting ones: it needs a window long
+        # enough to count ticks, unless the whole tree has been idle for a second already
+        # (then no thread is busy, and a short window only confirms it).
+        window = 0.1 if quick or (idle_for is not None and idle_for >= 1.0) else 0.3
         facts = collect([v.pid for v in views], main_pid=self.main_pid, stacks=stacks,
                         roles={v.pid: v.role for v in views}, fates=self.fates(),
-                        started=self.started, window=0.1 if quick else 0.3,
+                        started=self.started, window=window,
                         run_dir=self.run_dir.path, idle_for=idle_for,
                         kernel=self.kernel.poll() if self.kernel is not None else (),
                         confirmed=confirmed)
