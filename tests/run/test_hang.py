@@ -7,6 +7,7 @@ loop); the `mark` fixture fails a test if any process of its tree survives numdo
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,7 +98,8 @@ def test_spin_timeout_zero_leaves_spinning_to_the_hard_timeout(tmp_path, mark):
     # the hard timeout is the headline; where the program was busy comes after it
     assert data["findings"][0]["code"] == "HANG003"
     assert "busy at the end" in found["HANG003"][0]["title"]
-    assert "prog.py:3" in found["HANG002"][0]["title"]
+    # (a sample lands on the `while` or on its body: both are the loop)
+    assert re.search(r"at prog\.py:[34]\b", found["HANG002"][0]["title"])
     assert elapsed >= 4
 
 
