@@ -10,6 +10,11 @@ import tempfile
 from numdoctor.cli import UsageError
 from numdoctor.render.formats import FORMATS
 
+TYPE_CHECKING = False  # typing itself is not imported before the program starts
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -77,7 +82,9 @@ def _validate(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, start: Callable[..., Any] | None = None,
+        proof_pace: float = 1.0) -> int:
+    """`start` and `proof_pace`: see supervise.supervisor.Options (probe's fork server)."""
     from numdoctor.core.tree import CommandNotFound
     from numdoctor.supervise.supervisor import Options, supervise
 
@@ -85,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     options = Options(command=command, hang_timeout=args.hang_timeout,
                       spin_timeout=args.spin_timeout, timeout=args.timeout,
                       report_always=bool(args.report), keep_running=args.keep_running,
-                      on_report=lambda outcome: _tell(outcome, args))
+                      on_report=lambda outcome: _tell(outcome, args), start=start,
+                      proof_pace=proof_pace)
     try:
         outcome = supervise(options)
     except CommandNotFound as exc:

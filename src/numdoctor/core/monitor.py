@@ -203,22 +203,26 @@ class Monitor:
         self.peak_tree_rss_at = 0.0
 
     # -- discovery -------------------------------------------------------------------------
-    def discover(self, now: float) -> None:
-        """Find the tree's processes now (sampling does it at most once a second)."""
+    def discover(self, now: float) -> int:
+        """Find the tree's processes now (sampling does it at most once a second); returns
+        how many were new."""
         started = time.perf_counter()
         known_live = {p.pid for p in self.procs.values() if not p.gone}
         pids = descendants(self.root, exclude=self.exclude())
         if not self.subreaper:
             pids.insert(0, self.root)
+        new = 0
         for pid in pids:
             if pid not in self.procs or self.procs[pid].gone:
                 self._add(pid, now)
+                new += 1
         for pid in known_live - set(pids):
             self.procs[pid].gone = True
         cost = time.perf_counter() - started
         # Keep discovery under ~2 % of one CPU on machines with many processes.
         self._scan_every = max(1.0, 50 * cost)
         self._last_scan = now
+        return new
 
     def _add(self, pid: int, now: float) -> None:
         stat = read_stat(pid)

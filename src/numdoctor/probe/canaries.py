@@ -1,7 +1,8 @@
 """Operations ("canaries") that start a library's thread pools and finish fast when healthy.
 
-A canary is source code, not a function: every scenario runs in a fresh interpreter, and the
-same text goes into the standalone reproduction script users attach to bug reports. Sizes are
+A canary is source code, not a function: every scenario runs in an interpreter of its own
+(a fresh one, or a fork of one that has imported the scenario's modules and nothing else),
+and the same text goes into the standalone reproduction script users attach to bug reports. Sizes are
 large enough for OpenBLAS/MKL/libgomp to use their pools (a few hundred rows) and small
 enough to take well under a second on one core.
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from numdoctor.probe.canaries import CANARIES, Canary, canaries_for
+from numdoctor.probe.forkserver import ForkServers
 from numdoctor.probe.runner import Result, run_scenario
 from numdoctor.probe.scenarios import DEFAULT_ENVS, FORKING_MODES, MODES, Scenario, plan
 from numdoctor.probe.turns import TurnKeeper
@@ -108,6 +109,10 @@ class _Runner:
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
         self.skipped = 0
         self.done: dict[Scenario, Result] = {}  # the latest result of each scenario run
+        # Scenarios of one import order and environment are forks of one interpreter that
+        # imported its modules once (see forkserver.py).
+        self._fork_dir = tempfile.TemporaryDirectory(prefix="numdoctor-forks-")
+        self.servers = ForkServers(self._fork_dir.name, keep=2 * max(1, options.jobs))
         # Side by side, the scenarios' operations take turns (see turns.py).
         self._turn_dir: tempfile.TemporaryDirectory[str] | None = None
         self.turns: TurnKeeper | None = None
@@ -141,7 +146,8 @@ class _Runner:
             timeout = max(1.0, min(timeout, self.deadline - time.monotonic()))
         result = run_scenario(scenario, timeout=timeout,
                               hang_timeout=min(self.options.hang_timeout, timeout),
-                              turns=self.turns.address if self.turns else None)
+                              turns=self.turns.address if self.turns else None,
+                              servers=self.servers)
         if self.progress:
             self.progress(scenario.label, result)
         if result is not None:
@@ -150,6 +156,8 @@ class _Runner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.servers.close()
+        self._fork_dir.cleanup()
         if self.turns is not None:
             self.turns.close()
         if self._turn_dir is not None:
@@ -190,10 +198,9 @@ def probe(options: ProbeOptions, progress: Progress | None = None) -> ProbeResul
         _confirm_slow(out, runner)
         out.failures = _group_failures(out.results)
         if options.minimize:
-            for failure in out.failures:
-                _minimize(failure, runner)
-                _mitigate(failure, runner)
+            _minimize_and_mitigate_all(out.failures, runner)
         out.not_run = runner.skipped
+        out.notes.extend(runner.servers.notes)
     finally:
         runner.close()
     out.seconds = time.monotonic() - started
@@ -279,6 +286,22 @@ def _minimize(failure: Failure, runner: _Runner) -> None:
         if result is not None and _still_fails(result, current):
             imports, current = trial, result
     failure.minimal = current
+
+
+def _minimize_and_mitigate_all(failures: list[Failure], runner: _Runner) -> None:
+    """Each failure's minimisation is a sequence of runs, one step after the other; the
+    failures themselves are independent, so they proceed side by side and keep the runner's
+    `jobs` busy (its pool still bounds how many scenarios run at once)."""
+    def one(failure: Failure) -> None:
+        _minimize(failure, runner)
+        _mitigate(failure, runner)
+
+    if runner.options.jobs <= 1 or len(failures) <= 1:
+        for failure in failures:
+            one(failure)
+        return
+    with ThreadPoolExecutor(max_workers=min(len(failures), runner.options.jobs)) as pool:
+        list(pool.map(one, failures))
 
 
 def _mitigate(failure: Failure, runner: _Runner) -> None:

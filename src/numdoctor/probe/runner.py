@@ -1,9 +1,11 @@
 """Run one scenario under the `numdoctor run` supervisor and classify what happened.
 
-Every scenario is its own `numdoctor run --report R.json -- python scenario.py` process, so
-the probe gets the supervisor's hang detection (no output, no CPU), all-thread Python and
-native stacks, crash classification and message knowledge base for free, and scenarios can
-run side by side without sharing signal handlers or a terminal.
+Every scenario is its own `numdoctor run --report R.json -- python scenario.py`, so the probe
+gets the supervisor's hang detection (no output, no CPU), all-thread Python and native stacks,
+crash classification and message knowledge base for free, and scenarios can run side by side
+without sharing signal handlers or a terminal. Where the probe keeps fork servers
+(forkserver.py), that run is a fork of an interpreter that has imported the scenario's
+modules already; otherwise a fresh process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numdoctor.core.status import Status
+from numdoctor.probe.forkserver import Finished, ForkServers
 from numdoctor.probe.scenarios import OK_MARKER, Scenario, script
 from numdoctor.probe.turns import ENV_TURN
 
@@ -46,8 +49,10 @@ class Result:
 
 
 def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
-                 base_env: dict[str, str] | None = None, turns: str | None = None) -> Result:
-    """`turns`: the address of the probe's TurnKeeper when scenarios run side by side."""
+                 base_env: dict[str, str] | None = None, turns: str | None = None,
+                 servers: ForkServers | None = None) -> Result:
+    """`turns`: the address of the probe's TurnKeeper when scenarios run side by side;
+    `servers`: the probe's fork servers, if it keeps them."""
     env = dict(os.environ if base_env is None else base_env)
     env.pop(ENV_TURN, None)
     if turns:
@@ -63,14 +68,21 @@ def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
             fh.write(script(scenario, take_turns=bool(turns)))
         # Busy is not hung: a worker that re-imports torch keeps a CPU busy for seconds
         # without output. Only an idle, silent tree is a hang; busy ones get the hard limit.
-        command = [sys.executable, "-m", "numdoctor", "run", "--hang-timeout", f"{hang_timeout:g}",
-                   "--spin-timeout", "0", "--timeout", f"{timeout:g}", "--report", report_path,
-                   "--format", "json", "--", sys.executable, path]
+        arguments = ["--hang-timeout", f"{hang_timeout:g}", "--spin-timeout", "0",
+                     "--timeout", f"{timeout:g}", "--report", report_path, "--format", "json",
+                     "--", sys.executable, path]
+        limit = timeout + hang_timeout + 60
         start = time.monotonic()
+        done: Finished | subprocess.CompletedProcess[str] | None = None
+        if servers is not None:
+            done = servers.run(scenario.all_imports(), env, arguments, cwd=tmp, limit=limit)
+            if done is None:  # no server for this group: a fresh process, from the start
+                start = time.monotonic()
         try:
-            done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, errors="replace",
-                                  timeout=timeout + hang_timeout + 60, cwd=tmp)
+            if done is None:
+                done = subprocess.run([sys.executable, "-m", "numdoctor", "run", *arguments],
+                                      env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                      text=True, errors="replace", timeout=limit, cwd=tmp)
         except subprocess.TimeoutExpired as exc:
             # The supervisor itself did not come back: say so rather than guess.
             return Result(scenario, "hang", time.monotonic() - start,
@@ -81,7 +93,8 @@ def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
     return _classify(scenario, done, seconds, report)
 
 
-def _classify(scenario: Scenario, done: subprocess.CompletedProcess, seconds: float,
+def _classify(scenario: Scenario, done: Finished | subprocess.CompletedProcess[str],
+              seconds: float,
               report: dict[str, Any] | None) -> Result:
     result = Result(scenario, "pass", seconds, exit_code=done.returncode,
                     stderr_tail=_tail(done.stderr))

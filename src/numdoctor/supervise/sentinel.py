@@ -33,8 +33,11 @@ HEAD_START = 1.0  # seconds of looks allowed before the budget applies
 
 
 class Sentinel:
-    def __init__(self, watch: Watch) -> None:
+    def __init__(self, watch: Watch, *, pace: float = 1.0) -> None:
+        """`pace` scales the waits before a look and before the confirming look."""
         self.watch = watch
+        self.idle_before = IDLE_BEFORE * pace
+        self.confirm_after = CONFIRM_AFTER * pace
         self.started = time.monotonic()
         self.next_look = 0.0
         self.backoff = FIRST_BACKOFF
@@ -52,7 +55,11 @@ class Sentinel:
             self.backoff = FIRST_BACKOFF
             self.next_look = 0.0
             return None
-        if idle_for < IDLE_BEFORE or now < self.next_look:
+        if idle_for < self.idle_before or now < self.next_look:
+            return None
+        if self.watch.monitor.discover(now):
+            # A process started since the last scan (a worker the idle parent waits for):
+            # the samples do not hold its CPU yet, so "idle" is not known. The next ones will.
             return None
         if self.candidate is None and self.spent > HEAD_START + BUDGET * (now - self.started):
             # A long wait: the budget refills with time. (A proof waiting for its confirmation
@@ -78,7 +85,7 @@ class Sentinel:
                 self.reported.add(_key(seen))
                 return seen
             self.candidate = seen
-            self.next_look = time.monotonic() + CONFIRM_AFTER
+            self.next_look = time.monotonic() + self.confirm_after
             return None
         self.candidate = None
         self.next_look = time.monotonic() + self.backoff

@@ -51,7 +51,9 @@ class Options:
                  interval: float | None = None, tool_timeout: float = 5.0,
                  first_stop_kills: bool = False, report_always: bool = True,
                  keep_running: bool = False,
-                 on_report: Callable[[Outcome], None] | None = None) -> None:
+                 on_report: Callable[[Outcome], None] | None = None,
+                 start: Callable[..., Any] | None = None,
+                 proof_pace: float = 1.0) -> None:
         self.command = list(command)
         self.hang_timeout = hang_timeout
         # None: the same as hang_timeout; 0: never act on spinning.
@@ -70,6 +72,13 @@ class Options:
         # A proven deadlock is reported (through on_report) and the program left running.
         self.keep_running = keep_running
         self.on_report = on_report
+        # How the program is started: core.tree.spawn's signature and result (pid and
+        # returncode are all the loop uses). probe's fork server passes a program it forked
+        # before this supervisor existed.
+        self.start = start
+        # Scales the sentinel's waits (idle before a look, proof to confirmation): probe's
+        # scenarios are short programs whose deadlocks it must tell apart quickly.
+        self.proof_pace = proof_pace
 
 
 class Outcome:
@@ -127,7 +136,8 @@ class _Supervision:
             hang_timeout=self.options.hang_timeout)
         try:
             try:
-                self.child = tree.spawn(self.options.command, env=env,
+                start = self.options.start or tree.spawn
+                self.child = start(self.options.command, env=env,
                                         stdout=self.streams.child_stdout,
                                         stderr=self.streams.child_stderr,
                                         cwd=self.options.cwd)
@@ -160,7 +170,7 @@ class _Supervision:
                                    lambda infos: self.watch.infos())
         from numdoctor.supervise.sentinel import Sentinel
 
-        self.sentinel = Sentinel(self.watch)
+        self.sentinel = Sentinel(self.watch, pace=self.options.proof_pace)
         self.proof: Examination | None = None
         self.last_progress = self.started
         heartbeat_mtime = _mtime(self.run_dir.heartbeat)

@@ -268,9 +268,9 @@ class Watch:
         started = time.monotonic()
         idle_for = self.monitor.idle_for(now)
         # Per-thread CPU tells the busy thread from the waiting ones: it needs a window long
-        # enough to count ticks, unless the whole tree has been idle for a second already
+        # enough to count ticks, unless the whole tree has been idle for half a second already
         # (then no thread is busy, and a short window only confirms it).
-        window = 0.1 if quick or (idle_for is not None and idle_for >= 1.0) else 0.3
+        window = 0.1 if quick or (idle_for is not None and idle_for >= 0.5) else 0.3
         facts = collect([v.pid for v in views], main_pid=self.main_pid, stacks=stacks,
                         roles={v.pid: v.role for v in views}, fates=self.fates(),
                         started=self.started, window=window,

@@ -1,0 +1,245 @@
+"""Fork servers: scenarios of one group start from an interpreter that imported its modules.
+
+A group is an import order in one environment (the threading variables are read when the
+runtimes load, so they belong to the group). The first scenario of a group starts the group's
+server (`_zygote.py`), which imports the modules once; from then on each scenario is a fork
+of it: a `numdoctor run` supervisor and its program, exactly as a fresh `numdoctor run --
+python scenario.py` would have been, less the import. `probe --import torch --fork` spent
+about a second per scenario importing torch.
+
+A group whose modules fail to import, crash or hang while importing gets no server: its
+scenarios run as fresh processes, where that failure is reported like any other. So does a
+scenario whose forked supervisor does not answer.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
+
+# A server that used no CPU for this long while importing is stuck: its group runs fresh.
+IMPORT_IDLE_LIMIT = 5.0
+
+
+class Finished:
+    """What a forked `numdoctor run` left: its exit status and its two output streams."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class _Server:
+    def __init__(self, address: str, process: subprocess.Popen[bytes], log: str) -> None:
+        self.address = address
+        self.process = process
+        self.log = log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.close()  # EOF: the server's loop returns
+                self.process.wait(timeout=2.0)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        for path in (self.address, self.log):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+class ForkServers:
+    """One server per group, started on first use; at most `keep` alive at once."""
+
+    def __init__(self, directory: str, *, keep: int = 4) -> None:
+        self.directory = directory
+        self.keep = max(1, keep)
+        self._servers: collections.OrderedDict[tuple, _Server] = collections.OrderedDict()
+        self._failed: set[tuple] = set()
+        self._starting: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._count = 0
+        self.notes: list[str] = []  # why groups run fresh
+
+    def run(self, imports: Sequence[str], env: Mapping[str, str], argv: Sequence[str], *,
+            cwd: str, limit: float) -> Finished | None:
+        """`numdoctor run ARGV` in a fork of the group's server, or None when the group has
+        no server (the caller then runs it fresh)."""
+        server = self._server(tuple(imports), dict(env), limit)
+        if server is None:
+            return None
+        stdout, stderr = os.path.join(cwd, "run.stdout"), os.path.join(cwd, "run.stderr")
+        request = {"argv": list(argv), "cwd": cwd, "stdout": stdout, "stderr": stderr}
+        code = _request(server.address, request, limit)
+        if code is None:
+            return None
+        return Finished(code, _read(stdout), _read(stderr))
+
+    def close(self) -> None:
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), collections.OrderedDict()
+        for server in servers:
+            server.stop()
+
+    # -- starting servers ---------------------------------------------------------------------
+    def _server(self, imports: tuple[str, ...], env: dict[str, str],
+                limit: float) -> _Server | None:
+        key = (imports, tuple(sorted(env.items())))
+        with self._lock:
+            if key in self._failed:
+                return None
+            if key in self._servers:
+                self._servers.move_to_end(key)
+                return self._servers[key]
+            starting = self._starting.setdefault(key, threading.Lock())
+        with starting:  # one start per group, whoever asks first
+            with self._lock:
+                if key in self._servers:
+                    return self._servers[key]
+                if key in self._failed:
+                    return None
+                self._count += 1
+                number = self._count
+            server, why = _start(self.directory, number, imports, env, limit)
+            evicted: list[_Server] = []
+            with self._lock:
+                if server is None:
+                    self._failed.add(key)
+                    self.notes.append(f"import {', '.join(imports)}: {why}; its scenarios ran "
+                                      "as fresh processes")
+                    return None
+                self._servers[key] = server
+                while len(self._servers) > self.keep:
+                    evicted.append(self._servers.popitem(last=False)[1])
+        for old in evicted:  # its running scenarios are forks of their own: unaffected
+            old.stop()
+        return server
+
+
+def _start(directory: str, number: int, imports: tuple[str, ...], env: dict[str, str],
+           limit: float) -> tuple[_Server | None, str]:
+    address = os.path.join(directory, f"z{number}.sock")
+    log = os.path.join(directory, f"z{number}.log")
+    with open(log, "wb") as err:
+        try:
+            process = subprocess.Popen([sys.executable, ZYGOTE, address, *imports], env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=err, cwd=directory, start_new_session=True)
+        except OSError as exc:
+            return None, f"the fork server did not start ({exc})"
+    server = _Server(address, process, log)
+    why = _wait_ready(process, limit)
+    if why:
+        server.stop()
+        return None, why
+    return server, ""
+
+
+def _wait_ready(process: subprocess.Popen[bytes], limit: float) -> str:
+    """'' once the server says it is ready, else why it never will."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + limit
+    cpu, since = _cpu(process.pid), time.monotonic()
+    pending = b""
+    while True:
+        ready, _, _ = select.select([process.stdout], [], [], 0.25)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                process.wait()
+                return f"importing failed in the fork server (exit status {process.returncode})"
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:  # a module may print while it imports
+                try:
+                    if json.loads(line).get("ready"):
+                        return ""
+                except (ValueError, AttributeError):
+                    continue
+        now = time.monotonic()
+        used = _cpu(process.pid)
+        if used != cpu:
+            cpu, since = used, now
+        elif now - since > IMPORT_IDLE_LIMIT:
+            return "importing hung in the fork server"
+        if now > deadline:
+            return "importing took too long in the fork server"
+
+
+def _cpu(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _request(address: str, request: dict, limit: float) -> int | None:
+    """Send one scenario to the server; its `numdoctor run` exit status, or None when the
+    forked supervisor did not answer (it is then ended with its program)."""
+    pids: dict[str, int] = {}
+    try:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(10.0)
+            conn.connect(address)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            deadline = time.monotonic() + limit
+            for line in _lines(conn, deadline):
+                message = json.loads(line)
+                if "exit" in message:
+                    return int(message["exit"])
+                pids.update({k: int(v) for k, v in message.items() if k in ("pid", "program")})
+    except (OSError, ValueError, TimeoutError):
+        pass
+    _end(pids)
+    return None
+
+
+def _lines(conn: socket.socket, deadline: float) -> Iterator[bytes]:
+    pending = b""
+    while True:
+        conn.settimeout(max(0.1, deadline - time.monotonic()))
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+
+
+def _end(pids: dict[str, int]) -> None:
+    """Kill a supervisor that did not answer, and its program's session."""
+    if "program" in pids:
+        try:
+            os.killpg(pids["program"], signal.SIGKILL)
+        except OSError:
+            pass
+    if "pid" in pids:
+        try:
+            os.kill(pids["pid"], signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
