@@ -2,9 +2,9 @@
 
 A canary is source code, not a function: every scenario runs in an interpreter of its own
 (a fresh one, or a fork of one that has imported the scenario's modules and nothing else),
-and the same text goes into the standalone reproduction script users attach to bug reports. Sizes are
-large enough for OpenBLAS/MKL/libgomp to use their pools (a few hundred rows) and small
-enough to take well under a second on one core.
+and the same text goes into the standalone reproduction script users attach to bug reports.
+Sizes are large enough for OpenBLAS/MKL/libgomp to use their pools (a few hundred rows) and
+small enough to take well under a second on one core.
 
 To add one: `register(Canary("pkg.op", "pkg", "...code using `pkg`..."))`; `module` is the
 import that must succeed first; the code may assume it is imported.

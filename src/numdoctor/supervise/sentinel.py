@@ -44,17 +44,25 @@ class Sentinel:
         self.candidate: Examination | None = None
         self.reported: set[tuple[str, int, int | None]] = set()  # with --keep-running
         self.looks = 0
+        self.last_look = 0.0  # when the last look began (or progress was last taken in)
         self.spent = 0.0  # seconds of looks
 
-    def check(self, now: float) -> Examination | None:
-        """A confirmed proof of deadlock, or None. Call after each sample of the tree."""
+    def check(self, now: float, last_progress: float | None = None) -> Examination | None:
+        """A confirmed proof of deadlock, or None. Call after each sample of the tree.
+        `last_progress`: when the program last showed progress (output, a heartbeat)."""
         idle_for = self.watch.monitor.idle_for(now)
-        if idle_for is None:
-            # The tree works (or worked since the last look): start afresh next time.
+        moved_on = last_progress is not None and last_progress > self.last_look
+        if idle_for is None or moved_on:
+            # The tree works, or shows progress since the last look (a wait that uses no
+            # CPU, such as its turn in a probe): what was seen is stale; start afresh.
             self.candidate = None
             self.backoff = FIRST_BACKOFF
             self.next_look = 0.0
-            return None
+            self.last_look = now if moved_on else self.last_look
+            if idle_for is None:
+                return None
+        if last_progress is not None and now - last_progress < self.idle_before:
+            return None  # a program that makes progress is not deadlocked
         if idle_for < self.idle_before or now < self.next_look:
             return None
         if self.watch.monitor.discover(now):
@@ -66,7 +74,7 @@ class Sentinel:
             # gets its second look regardless: a look at a PyTorch job can take more than the
             # head start, and the proof would otherwise wait minutes.)
             return None
-        begun = time.monotonic()
+        begun = self.last_look = time.monotonic()
         try:
             seen = self.watch.examine(window=min(max(idle_for, 1.0), 10.0),
                                       confirmed=self.candidate is not None, look=True)

@@ -172,7 +172,7 @@ class _Supervision:
 
         self.sentinel = Sentinel(self.watch, pace=self.options.proof_pace)
         self.proof: Examination | None = None
-        self.last_progress = self.started
+        self.last_progress = self.shown_progress = self.started
         heartbeat_mtime = _mtime(self.run_dir.heartbeat)
         next_sample = self.started
         times = schedule()
@@ -198,18 +198,21 @@ class _Supervision:
                 self.monitor.sample(now, io=self.streams.blind)
                 next_sample = now + self.interval
                 # Progress: output, a heartbeat, or (where output is invisible) bytes written.
-                self.last_progress = max(self.last_progress, self.streams.last_output())
+                # The sentinel counts only the first two: a rank's store client writes to
+                # its socket while it waits in a collective that will never complete.
+                self.shown_progress = max(self.shown_progress, self.streams.last_output())
                 if self.streams.files_grew():
-                    self.last_progress = now
+                    self.shown_progress = now
                 mtime = _mtime(self.run_dir.heartbeat)
                 if mtime != heartbeat_mtime:
-                    heartbeat_mtime, self.last_progress = mtime, now
+                    heartbeat_mtime, self.shown_progress = mtime, now
+                self.last_progress = max(self.last_progress, self.shown_progress)
                 if self.streams.blind and self.monitor.wrote_since_last_call():
                     self.last_progress = now
                 incident = self._check_limits(now)
                 if incident:
                     break
-                proof = self.sentinel.check(now)
+                proof = self.sentinel.check(now, self.shown_progress)
                 if proof is not None:
                     if not self.options.keep_running:
                         self.proof, incident = proof, Status.DEADLOCK
