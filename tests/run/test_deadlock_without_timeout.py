@@ -112,3 +112,31 @@ def test_keep_running_reports_the_deadlock_and_leaves_the_program_alone(tmp_path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_threads_in_a_lock_cycle_beside_a_main_thread_that_reports_progress_are_not_stopped(
+        tmp_path, mark):
+    # The program as a whole goes on (its main thread prints), so it is not one that can never
+    # continue: without a timeout it runs to its end, with its own exit status.
+    prog = script(tmp_path, """
+        import sys, threading, time
+        a, b = threading.Lock(), threading.Lock()
+        ready = threading.Barrier(2)
+
+        def one(first, second):
+            with first:
+                ready.wait()
+                with second:
+                    pass
+
+        for pair in ((a, b), (b, a)):
+            threading.Thread(target=one, args=pair, daemon=True).start()
+        for step in range(12):
+            print("step", step, flush=True)
+            time.sleep(0.4)
+        sys.exit(5)
+    """)
+    result, data, seconds = run_untimed(tmp_path, mark, PYTHON, prog)
+    assert result.returncode == 5, result.stderr.decode()
+    assert result.stdout.decode().count("step") == 12
+    assert data["outcome"]["status"] != "deadlock"
