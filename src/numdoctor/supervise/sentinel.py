@@ -11,7 +11,8 @@ A proof is confirmed by a second look a second later (the same code and the same
 still idle) before anyone acts on it: a moment caught in passing is not a deadlock.
 
 Looks cost CPU (a stack dump of every process), so they are rationed: none while the tree
-works, the first after a second of idleness, later ones ever further apart while the
+works or the program shows progress (output, heartbeats: a program that goes on is not one
+that can never continue), the first after a second of idleness, later ones ever further apart while the
 program keeps waiting, and never more than half a percent of the supervision's time (but a
 proof always gets the look that confirms it).
 """
