@@ -139,3 +139,20 @@ def test_a_crash_in_a_forked_scenario_is_a_crash_with_its_signal(servers):
     assert result.outcome == "crash"
     assert "SIGABRT" in result.detail
     assert not servers.notes
+
+
+def test_servers_beyond_the_memory_share_stop_least_recently_used_first(tmp_path):
+    keeper = ForkServers(str(tmp_path), keep=8)
+    try:
+        keeper.memory = 1  # byte: every server is over it, so only the newest stays
+        env = dict(os.environ)
+        program = tmp_path / "nothing.py"
+        program.write_text("pass\n")
+        for module in ("json", "csv", "json"):
+            done = keeper.run((module,), env, ["--", sys.executable, str(program)],
+                              cwd=str(tmp_path), limit=60)
+            assert done is not None and done.returncode == 0
+        assert [key[0] for key in keeper._servers] == [("json",)]
+        assert not keeper.notes
+    finally:
+        keeper.close()

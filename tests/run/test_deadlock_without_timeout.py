@@ -136,7 +136,7 @@ def test_threads_in_a_lock_cycle_beside_a_main_thread_that_reports_progress_are_
             time.sleep(0.4)
         sys.exit(5)
     """)
-    result, data, seconds = run_untimed(tmp_path, mark, PYTHON, prog)
+    result, data, _ = run_untimed(tmp_path, mark, PYTHON, prog)
     assert result.returncode == 5, result.stderr.decode()
     assert result.stdout.decode().count("step") == 12
     assert data["outcome"]["status"] != "deadlock"

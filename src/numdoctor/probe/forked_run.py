@@ -37,6 +37,10 @@ def supervise_forked(argv: Sequence[str], program: int, go: socket.socket) -> in
 
     def start(command: Sequence[str], *, env: Mapping[str, str], stdout: int | None,
               stderr: int | None, cwd: str | None = None) -> ForkedProgram:
+        if len(command) < 2 or command[1].startswith("-"):
+            go.close()
+            raise CommandNotFound(f"{' '.join(command)}: a forked program runs a script "
+                                  "(python SCRIPT ARGS...)", 126)
         payload = json.dumps({"env": dict(env), "cwd": cwd or os.getcwd(),
                               "argv": list(command[1:]), "inject": INJECT_DIR}).encode()
         # Streams the supervisor does not interpose are ours, as a spawned child inherits.

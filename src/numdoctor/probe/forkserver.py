@@ -30,6 +30,9 @@ ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
 
 # A server that used no CPU for this long while importing is stuck: its group runs fresh.
 IMPORT_IDLE_LIMIT = 5.0
+# The servers together hold at most this share of the memory available when the probe began
+# (a torch server is a few hundred MiB; a matrix of four frameworks has dozens of groups).
+MEMORY_SHARE = 0.25
 
 
 class Finished:
@@ -46,6 +49,14 @@ class _Server:
         self.address = address
         self.process = process
         self.log = log
+        self.rss = 0  # bytes, once ready
+
+    def measure(self) -> None:
+        try:
+            with open(f"/proc/{self.process.pid}/statm", "rb") as fh:
+                self.rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            self.rss = 0
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -64,11 +75,15 @@ class _Server:
 
 
 class ForkServers:
-    """One server per group, started on first use; at most `keep` alive at once."""
+    """One server per group, started on first use; at most `keep` alive at once, and no more
+    than MEMORY_SHARE of the available memory (the least recently used stops first)."""
 
     def __init__(self, directory: str, *, keep: int = 4) -> None:
+        import psutil
+
         self.directory = directory
         self.keep = max(1, keep)
+        self.memory = int(psutil.virtual_memory().available * MEMORY_SHARE)
         self._servers: collections.OrderedDict[tuple, _Server] = collections.OrderedDict()
         self._failed: set[tuple] = set()
         self._starting: dict[tuple, threading.Lock] = {}
@@ -124,7 +139,9 @@ class ForkServers:
                                       "as fresh processes")
                     return None
                 self._servers[key] = server
-                while len(self._servers) > self.keep:
+                while len(self._servers) > 1 and (
+                        len(self._servers) > self.keep
+                        or sum(s.rss for s in self._servers.values()) > self.memory):
                     evicted.append(self._servers.popitem(last=False)[1])
         for old in evicted:  # its running scenarios are forks of their own: unaffected
             old.stop()
@@ -147,6 +164,7 @@ def _start(directory: str, number: int, imports: tuple[str, ...], env: dict[str,
     if why:
         server.stop()
         return None, why
+    server.measure()
     return server, ""
 
 

@@ -12,9 +12,9 @@ still idle) before anyone acts on it: a moment caught in passing is not a deadlo
 
 Looks cost CPU (a stack dump of every process), so they are rationed: none while the tree
 works or the program shows progress (output, heartbeats: a program that goes on is not one
-that can never continue), the first after a second of idleness, later ones ever further apart while the
-program keeps waiting, and never more than half a percent of the supervision's time (but a
-proof always gets the look that confirms it).
+that can never continue), the first after a second of idleness, later ones ever further
+apart while the program keeps waiting, and never more than half a percent of the
+supervision's time (but a proof always gets the look that confirms it).
 """
 
 from __future__ import annotations
