@@ -51,16 +51,31 @@ def alive(pid: int) -> bool:
     return state is not None and state not in ("Z", "X")
 
 
-def parent_map() -> dict[int, int]:
-    """pid -> ppid of every process we can see, in one pass over /proc."""
-    parents: dict[int, int] = {}
+class ProcessEntry(NamedTuple):
+    state: str  # one letter, as process_state
+    ppid: int
+    session: int
+
+
+def process_table() -> dict[int, ProcessEntry]:
+    """State, parent and session of every process we can see, in one pass over /proc (in
+    /proc's order): one read of each stat file answers all three."""
+    table: dict[int, ProcessEntry] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         fields = stat_fields(int(name))
-        if fields and len(fields) > 2:
-            parents[int(name)] = int(fields[1])
-    return parents
+        if fields and len(fields) > 3:
+            try:
+                table[int(name)] = ProcessEntry(fields[0], int(fields[1]), int(fields[3]))
+            except ValueError:
+                continue
+    return table
+
+
+def parent_map() -> dict[int, int]:
+    """pid -> ppid of every process we can see, in one pass over /proc."""
+    return {pid: entry.ppid for pid, entry in process_table().items()}
 
 
 def session_of(pid: int) -> int | None:

@@ -137,15 +137,15 @@ class RunDir:
 
     def fatal_dump(self, pid: int) -> tuple[str, list[ThreadStack], str]:
         """The fatal-error dump of one process: (error, threads, text), "" and [] if none."""
-        from numdoctor.core.stacks.faulthandler import last_dump, parse_faulthandler
-
         try:
             with open(self.fh_path(pid), encoding="utf-8", errors="replace") as fh:
                 text = fh.read()
         except OSError:
             return "", [], ""
         if "Fatal Python error: " not in text:
-            return "", [], ""
+            return "", [], ""  # the usual case: the parsers are imported only for a crash
+        from numdoctor.core.stacks.faulthandler import last_dump, parse_faulthandler
+
         chunk = last_dump(text)
         fatal, threads = parse_faulthandler(chunk)
         return fatal, threads, chunk

@@ -23,7 +23,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from numdoctor.core.procfs import alive, command_line, parent_map, read_text, session_of
+from numdoctor.core.procfs import (
+    ProcessEntry,
+    alive,
+    command_line,
+    process_table,
+    read_text,
+)
 
 # `check` kills its collector's tree with this module on its start-up path: ctypes and
 # subprocess are imported only by what needs them.
@@ -111,11 +117,13 @@ def descendants(root: int, exclude: Iterable[int] = ()) -> list[int]:
     The kernel's /proc/<pid>/task/<tid>/children would be cheaper but is often compiled out
     (CONFIG_PROC_CHILDREN); one pass over /proc/*/stat is what psutil does too.
     """
-    parents = parent_map()
+    return _descendants(root, process_table(), set(exclude))
+
+
+def _descendants(root: int, table: Mapping[int, ProcessEntry], skip: set[int]) -> list[int]:
     children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    skip = set(exclude)
+    for pid, entry in table.items():
+        children.setdefault(entry.ppid, []).append(pid)
     found: list[int] = []
     seen = {root}
     frontier = [root]
@@ -136,20 +144,22 @@ def members(root: int, *, session: int | None = None, include_root: bool = False
             exclude: Iterable[int] = ()) -> list[int]:
     """The live processes of a tree: `root` (if asked), its descendants, and every process
     of `session` (a member that left the tree by `setsid` is not in the session any more,
-    but a subreaper keeps it a descendant)."""
+    but a subreaper keeps it a descendant). One pass over /proc answers all three."""
     skip = set(exclude)
-    found = [root] if include_root and alive(root) else []
-    found += [p for p in descendants(root, skip) if alive(p)]
+    table = process_table()
+
+    def live(pid: int) -> bool:
+        entry = table.get(pid)
+        return entry is not None and entry.state not in ("Z", "X")
+
+    found = [root] if include_root and live(root) else []
+    found += [p for p in _descendants(root, table, skip) if live(p)]
     if session is not None:
-        me = os.getpid()
-        known = set(found) | {me}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            pid = int(name)
+        known = set(found) | {os.getpid()}
+        for pid, entry in table.items():
             if pid in known or pid in skip or (pid == root and not include_root):
                 continue
-            if session_of(pid) == session and alive(pid):
+            if entry.session == session and live(pid):
                 found.append(pid)
     return found
 
@@ -223,8 +233,7 @@ def kill_tree(root: int, *, session: int | None = None, include_root: bool = Fal
     result = KillResult()
     skip = set(exclude)
     stop_at = time.monotonic() + deadline
-    if session is not None:
-        _signal_group(session, signal.SIGSTOP)
+    group_stopped = session is not None and _signal_group(session, signal.SIGSTOP)
     stopped: list[int] = []
     for _ in range(20):  # until the set stops growing: a process may fork while we look
         fresh = [p for p in members(root, session=session, include_root=include_root,
@@ -236,8 +245,14 @@ def kill_tree(root: int, *, session: int | None = None, include_root: bool = Fal
             _signal(pid, signal.SIGSTOP)
         stopped.extend(fresh)
     ours = set(stopped) if reap_all else ({root} if include_root else set())
+    # Nobody found once the root's own group (the session it leads) was stopped: nothing
+    # was left that could fork (a fork racing the group signal is restarted by the kernel),
+    # so the first kill round need not look again. `check` ends its collector this way.
+    nobody = group_stopped and root == session and not stopped
     while True:
-        tree = members(root, session=session, include_root=include_root, exclude=skip)
+        tree = [] if nobody else members(root, session=session, include_root=include_root,
+                                         exclude=skip)
+        nobody = False
         if session is not None:
             _signal_group(session, signal.SIGKILL)
         for pid in reversed(tree):  # deepest first: none is re-parented mid-kill

@@ -7,7 +7,17 @@ nothing here matches a hex digest, a UUID, a build id or a path. Entropy alone n
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import cache
 from typing import NamedTuple
+
+
+def lazy_pattern(pattern: str) -> Callable[[], re.Pattern[str]]:
+    """A pattern compiled on its first use. Every numdoctor command loads this package, and
+    most texts never reach the patterns that only run once a cheap test has matched (a known
+    prefix is present, an ellipsis, `PRIVATE KEY`): compiling those up front cost a few
+    milliseconds of each start-up."""
+    return cache(lambda: re.compile(pattern))
 
 
 class Shape(NamedTuple):
@@ -87,23 +97,23 @@ def _by_first_letter(prefixes: tuple[str, ...]) -> str:
 
 
 _WORD_CANDIDATE = re.compile(f"(?:{_by_first_letter(_WORD_PREFIXES)})" + r"[A-Za-z0-9_\-]*")
-_WORD_TOKEN = re.compile("|".join(f"(?:{shape.pattern})" for shape in _WORD_SHAPES))
+_WORD_TOKEN = lazy_pattern("|".join(f"(?:{shape.pattern})" for shape in _WORD_SHAPES))
 # The others are searched for only when one of their prefixes is in the text.
-_OTHER_TOKENS = tuple((shape.prefixes, re.compile(_BEFORE + shape.pattern + _AFTER))
+_OTHER_TOKENS = tuple((shape.prefixes, lazy_pattern(_BEFORE + shape.pattern + _AFTER))
                       for shape in PROVIDER_TOKENS if not shape.word)
 PREFIXES = tuple(prefix for shape in PROVIDER_TOKENS for prefix in shape.prefixes)
 # A token cut short by a report's line limit (`sk-proj-abc...`) has lost its length but not
 # its prefix: a known prefix, 8 or more letters and digits, and an ellipsis.
 _CUT_PREFIXES = sorted({*_WORD_PREFIXES, "sk-proj-", "sk-ant-", "sk-svcacct-", "sk-admin-"},
                        key=len, reverse=True)
-_CUT_TOKEN = re.compile(_BEFORE + "(?:" + "|".join(map(re.escape, _CUT_PREFIXES)) + ")"
+_CUT_TOKEN = lazy_pattern(_BEFORE + "(?:" + "|".join(map(re.escape, _CUT_PREFIXES)) + ")"
                         r"[A-Za-z0-9]{8}[A-Za-z0-9_\-]*(?=\.\.\.|\u2026)")
 
 # An AWS access key id and the 40-character secret key that travels with it on the same line
 # (`aws configure list`, a credentials file flattened into a log line). The secret must mix
 # cases or hold `/` or `+`: a 40-character git hash next to a key id stays.
 _AWS_SECRET = r"(?=[A-Za-z0-9/+]*[A-Z/+])(?=[A-Za-z0-9/+]*[a-z])[A-Za-z0-9/+]{40}"
-_AWS_KEY_PAIR = re.compile(
+_AWS_KEY_PAIR = lazy_pattern(
     rf"{_BEFORE}{_AWS_ID}(?![A-Za-z0-9])"
     rf"(?P<gap>[^\n]{{0,80}}?)(?<![A-Za-z0-9/+])(?P<secret>{_AWS_SECRET})(?![A-Za-z0-9/+=])")
 
@@ -113,9 +123,9 @@ def mask_tokens(text: str, mask: str) -> str:
     AWS key id."""
     words = [m for m in _WORD_CANDIDATE.finditer(text)
              if (m.start() == 0 or text[m.start() - 1] not in _WORD_CHARS)
-             and _WORD_TOKEN.fullmatch(m[0])]
+             and _WORD_TOKEN().fullmatch(m[0])]
     if any(m[0].startswith(AWS_ID_PREFIXES) for m in words):
-        paired = _AWS_KEY_PAIR.sub(lambda m: f"{mask}{m['gap']}{mask}", text)
+        paired = _AWS_KEY_PAIR().sub(lambda m: f"{mask}{m['gap']}{mask}", text)
         if paired != text:
             return mask_tokens(paired, mask)
     if words:
@@ -126,22 +136,22 @@ def mask_tokens(text: str, mask: str) -> str:
         out.append(text[last:])
         text = "".join(out)
     if "..." in text or "\u2026" in text:
-        text = _CUT_TOKEN.sub(mask, text)
+        text = _CUT_TOKEN().sub(mask, text)
     for prefixes, pattern in _OTHER_TOKENS:
         if any(prefix in text for prefix in prefixes):
-            text = pattern.sub(mask, text)
+            text = pattern().sub(mask, text)
     return text
 
 
 # PEM private keys, PGP private key blocks. A block cut short (a report keeps only the tail of
 # stderr, the head of an evidence line) is masked down to its last base64 line.
 _NEWLINE = r"[ \t]*(?:\r?\n|\\n)"  # a real one, or `\n` in a JSON string
-PRIVATE_KEY_BLOCK = re.compile(
+PRIVATE_KEY_BLOCK = lazy_pattern(
     r"-----BEGIN (?P<label>[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----"
     rf"(?:[\s\S]*?-----END (?P=label)-----|(?:{_NEWLINE}(?:{_NEWLINE})?[ \t]*"
     r"(?:[A-Za-z\-]+: [^\n]*|[A-Za-z0-9+/=]+))*)")
 
 # `Authorization: Bearer <token>` is taken care of by its name; a bearer token quoted alone
 # (`-H "Bearer ..."`, an exception message) is recognised by the word in front of it.
-BEARER = re.compile(r"(?<![A-Za-z0-9_\-])([Bb]earer[ \t]+|BEARER[ \t]+)"
+BEARER = lazy_pattern(r"(?<![A-Za-z0-9_\-])([Bb]earer[ \t]+|BEARER[ \t]+)"
                     r"([A-Za-z0-9\-._~+/]{16,}=*)")

@@ -24,14 +24,14 @@ import heapq
 import re
 
 from numdoctor.redact.names import Kind, is_secret_name, is_userinfo_flag, kind_of
-from numdoctor.redact.shapes import BEARER, PREFIXES, PRIVATE_KEY_BLOCK, mask_tokens
+from numdoctor.redact.shapes import BEARER, PREFIXES, PRIVATE_KEY_BLOCK, lazy_pattern, mask_tokens
 
 REDACTED = "[REDACTED]"
 
 # The scheme is not needed to find the password: `://user:PASSWORD@`. A password may hold
 # `?`, `#` and `@` unencoded (people write them so); the last `@` before the host ends it.
 # A URL cut short by a line limit (`://alice:s3cr...`) is masked up to the ellipsis.
-_URL_PASSWORD = re.compile(r"://[^\s/?#@:\"'<>]*:(?:(?P<password>[^\s/\"'<>]+)@"
+_URL_PASSWORD = lazy_pattern(r"://[^\s/?#@:\"'<>]*:(?:(?P<password>[^\s/\"'<>]+)@"
                            r"|(?P<cut>[^\s/\"'<>@]+?)(?=\.\.\.|\u2026))")
 
 # The scan for named values runs on an ASCII-lower-cased copy of the text (same length, same
@@ -93,12 +93,12 @@ def _redact(text: str) -> str:
     if len(text) < _SHORT and not _MAYBE.search(text.translate(_LOWER)):
         return text
     if "PRIVATE KEY" in text:
-        text = PRIVATE_KEY_BLOCK.sub(REDACTED, text)
+        text = PRIVATE_KEY_BLOCK().sub(REDACTED, text)
     text = mask_tokens(text, REDACTED)
     if "://" in text:
-        text = _URL_PASSWORD.sub(_url_password, text)
+        text = _URL_PASSWORD().sub(_url_password, text)
     if "earer" in text or "EARER" in text:
-        text = BEARER.sub(lambda m: m[1] + REDACTED, text)
+        text = BEARER().sub(lambda m: m[1] + REDACTED, text)
     return _NamedValues(text).redact()
 
 

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cache
 from typing import TYPE_CHECKING
 
 from numdoctor.findings import Finding, Severity
-from numdoctor.fleet import runner
-from numdoctor.fleet.collect import WORKER
-from numdoctor.fleet.diff import (
-    CATEGORY_ORDER,
-    CPU,
-    CPUS,
-    ENVIRONMENT,
-    LIBRARIES,
-    PACKAGES,
-    PYTHON,
-    THREADS,
-    Difference,
-)
 from numdoctor.rules._evidence import VENDOR_NAMES
 from numdoctor.rules.registry import Stage, declare
 from numdoctor.snapshot.environment import THREAD_LIMIT_VARS
 
+# Every module of this package is imported by `numdoctor check` (the registry finds the
+# snapshot checks by walking it): the fleet runner (concurrent.futures, logging, socket) and
+# the comparison load only where a fleet command uses them.
 if TYPE_CHECKING:
     from numdoctor.fleet.collect import FleetFacts, MemberFacts
+    from numdoctor.fleet.diff import Difference
     from numdoctor.fleet.probe_model import FleetProbe, Share
 
 _MAX_EVIDENCE = 25
@@ -153,6 +145,8 @@ FLT006 = declare(
 
 
 def failure_finding(member: MemberFacts, facts: FleetFacts) -> Finding:
+    from numdoctor.fleet import runner
+
     evidence = [member.error] if member.error else []
     if member.machine:
         evidence.append(f"host {member.machine}" + (f", pid {member.pid}" if member.pid else ""))
@@ -196,6 +190,8 @@ def failure_finding(member: MemberFacts, facts: FleetFacts) -> Finding:
 
 def where(labels: list[str], facts: FleetFacts) -> str:
     """"all 8 workers", "worker tcp://a", "workers tcp://a, tcp://b, client"..."""
+    from numdoctor.fleet.collect import WORKER
+
     all_workers = [m.address for m in facts.workers]
     workers = [label.split(" ", 1)[1] for label in labels if label.startswith(f"{WORKER} ")]
     parts = []
@@ -216,6 +212,9 @@ def where(labels: list[str], facts: FleetFacts) -> str:
 
 def difference_findings(differences: list[Difference], facts: FleetFacts) -> list[Finding]:
     """FLT001: one finding per category and group of members that differ the same way."""
+    from numdoctor.fleet.diff import CATEGORY_ORDER
+
+    why, fix = _advice()
     groups: dict[tuple, list[tuple[Difference, str]]] = defaultdict(list)
     for difference in differences:
         if difference.majority is None:
@@ -255,37 +254,51 @@ def difference_findings(differences: list[Difference], facts: FleetFacts) -> lis
                         f"... and {hidden} more (outcome.diff in --format json lists all)"]
         findings.append(FLT001.finding(
             evidence, title=title, severity=severity, where=where(labels, facts),
-            why=_WHY.get(category, ""), fix=_FIX.get(category, "")))
+            why=why.get(category, ""), fix=fix.get(category, "")))
     return findings
 
 
-_WHY = {
-    PYTHON: "Tasks and results are pickled between members; Python versions must match.",
-    PACKAGES: "The same task can import other code, or fail to unpickle, depending on "
-                "where it runs.",
-    LIBRARIES: "Numerical results, speed and crashes depend on which BLAS/OpenMP "
-                        "runtime serves the call, so they depend on the worker.",
-    THREADS: "Workers with other limits run different numbers of threads per task: "
-                       "some oversubscribe, some leave CPUs idle.",
-    ENVIRONMENT: "Variables that steer the numerical stack differ, so behaviour differs.",
-    CPU: "Binaries built for instructions one worker lacks die there with Illegal "
-           "instruction; kernels chosen per CPU give results that differ in the last bits.",
-    CPUS: "Pools sized for one worker's CPUs are wrong on the others.",
-}
-_FIX = {
-    PYTHON: "Run every member from the same image or environment.",
-    PACKAGES: "Install the same versions everywhere (one lock file or container tag) and "
-                "restart the odd workers.",
-    LIBRARIES: "Use one environment for all workers; remove LD_PRELOAD or preload "
-                        "scripts that load another runtime on some of them.",
-    THREADS: "Set thread variables in one place, e.g. Dask's "
-                       "distributed.nanny.pre-spawn-environ, or the script that starts all "
-                       "workers.",
-    ENVIRONMENT: "Start all workers with the same environment.",
-    CPU: "Build for the oldest CPU, or pin tasks that need newer instructions with worker "
-           "resources.",
-    CPUS: "Size thread pools per worker from its own CPUs (OMP_NUM_THREADS per host).",
-}
+@cache
+def _advice() -> tuple[dict[str, str], dict[str, str]]:
+    """(why, fix) per category of difference."""
+    from numdoctor.fleet.diff import (
+        CPU,
+        CPUS,
+        ENVIRONMENT,
+        LIBRARIES,
+        PACKAGES,
+        PYTHON,
+        THREADS,
+    )
+
+    why = {
+        PYTHON: "Tasks and results are pickled between members; Python versions must match.",
+        PACKAGES: "The same task can import other code, or fail to unpickle, depending on "
+                  "where it runs.",
+        LIBRARIES: "Numerical results, speed and crashes depend on which BLAS/OpenMP "
+                   "runtime serves the call, so they depend on the worker.",
+        THREADS: "Workers with other limits run different numbers of threads per task: "
+                 "some oversubscribe, some leave CPUs idle.",
+        ENVIRONMENT: "Variables that steer the numerical stack differ, so behaviour differs.",
+        CPU: "Binaries built for instructions one worker lacks die there with Illegal "
+             "instruction; kernels chosen per CPU give results that differ in the last bits.",
+        CPUS: "Pools sized for one worker's CPUs are wrong on the others.",
+    }
+    fix = {
+        PYTHON: "Run every member from the same image or environment.",
+        PACKAGES: "Install the same versions everywhere (one lock file or container tag) and "
+                  "restart the odd workers.",
+        LIBRARIES: "Use one environment for all workers; remove LD_PRELOAD or preload "
+                   "scripts that load another runtime on some of them.",
+        THREADS: "Set thread variables in one place, e.g. Dask's "
+                 "distributed.nanny.pre-spawn-environ, or the script that starts all "
+                 "workers.",
+        ENVIRONMENT: "Start all workers with the same environment.",
+        CPU: "Build for the oldest CPU, or pin tasks that need newer instructions with worker "
+             "resources.",
+        CPUS: "Size thread pools per worker from its own CPUs (OMP_NUM_THREADS per host).",
+    }
+    return why, fix
 
 
 def oversubscription_findings(facts: FleetFacts) -> list[Finding]:
@@ -343,6 +356,8 @@ def _pool_size(member: MemberFacts) -> tuple[int, str]:
 # -- outcome ----------------------------------------------------------------------------------
 
 def addresses(labels: list[str]) -> str:
+    from numdoctor.fleet.collect import WORKER
+
     return ", ".join(label.split(" ", 1)[1] if label.startswith(f"{WORKER} ") else label
                      for label in labels)
 
@@ -360,12 +375,13 @@ def _unique(items) -> list:
     return list(seen)
 
 
-_STATUS_RULES = {runner.HANG: FLT002, runner.LOST: FLT003, runner.ERROR: FLT004}
 IN_HAND_SHOWN = 5  # scenarios named in the evidence of a worker's failure
 
 
 def probe_worker_failure(share: Share, result: FleetProbe) -> Finding:
     """FLT002-FLT004 for a worker that could not take its share of a fleet probe."""
+    from numdoctor.fleet import runner
+
     evidence = [share.error] if share.error else []
     if share.machine:
         evidence.append(f"host {share.machine}" + (f", pid {share.pid}" if share.pid else ""))
@@ -383,7 +399,7 @@ def probe_worker_failure(share: Share, result: FleetProbe) -> Finding:
     if share.untried:
         evidence.append(f"{len(share.untried)} failure(s) it found were not minimised")
     stage = f"the probe's {share.stage}"
-    rule_ = _STATUS_RULES.get(share.status, FLT004)
+    rule_ = {runner.HANG: FLT002, runner.LOST: FLT003}.get(share.status, FLT004)
     if share.status == runner.HANG and share.detail:
         evidence.append("stack of the thread running it when the time ran out:\n"
                         + share.detail.rstrip())

@@ -202,7 +202,7 @@ _MAX_HITS = 3  # occurrences kept per message kind
 _CONTEXT = 4  # lines kept after a matching line
 _LINE_LIMIT = 2000  # characters kept of one line
 
-_KEYWORDS = re.compile(
+_KEYWORD_ALTERNATIVES = (
     rb"OMP: Error|OMP: System error|MKL_THREADING_LAYER|pthread_create failed|Detect OpenMP "
     rb"Loop|cuSolver|cusolver|CUSOLVER|CUBLAS_STATUS|CUDA out of memory|CUDA error|"
     rb"cudaError|OutOfMemoryError|out of memory|device-side assert|illegal memory access|"
@@ -216,6 +216,12 @@ _KEYWORDS = re.compile(
     rb"Bus error|Floating point exception|Aborted|Killed|Detected mismatch between collectives|"
     rb"Timed out waiting|Watchdog caught collective|failed to pass monitoredBarrier|"
     rb"clients joined|wait timeout after|DataLoader timed out|NumPy module was reloaded")
+
+
+# Compiled on first use: `check` imports this module with the other rules, and never scans.
+@cache
+def _keywords() -> re.Pattern[bytes]:
+    return re.compile(_KEYWORD_ALTERNATIVES)
 
 
 @dataclass(frozen=True)
@@ -335,7 +341,7 @@ class MessageScanner:
         if self._awaiting:
             self._add_context(block)
         position = 0
-        for match in _KEYWORDS.finditer(block):
+        for match in _keywords().finditer(block):
             if match.start() < position:
                 continue  # same line as a keyword already handled
             start = block.rfind(b"\n", 0, match.start()) + 1

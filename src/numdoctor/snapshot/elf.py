@@ -13,7 +13,7 @@
    That tells an interface library (Debian's `libblas.so.3` in front of OpenBLAS) from the
    implementation behind it, and which BLAS an extension module was linked against.
 
-All work on a read-only mmap, so nothing beyond the touched pages is read from disk.
+All read only the pages they need (a read-only mmap; a few preads for question 3).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import mmap
 import os
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -47,9 +46,8 @@ class NotElf(ValueError):
     """The file is not an ELF object this module can read."""
 
 
-@dataclass(frozen=True)
-class _Section:
-    name: str
+class _Section(NamedTuple):
+    name_offset: int  # into the section-name string table; see ElfFile.section_name
     type: int
     flags: int
     offset: int
@@ -93,37 +91,20 @@ class ElfFile:
 
     def _parse_header(self) -> None:
         m = self._map
-        if len(m) < 64 or m[:4] != b"\x7fELF":
-            raise NotElf(f"{self.path}: not an ELF file")
-        ei_class, ei_data = m[4], m[5]
-        if ei_class not in (1, 2) or ei_data not in (1, 2):
-            raise NotElf(f"{self.path}: unknown ELF class/encoding")
-        self.is64 = ei_class == 2
-        self.endian = "<" if ei_data == 1 else ">"
-        e = self.endian
-        if self.is64:
-            shoff, = struct.unpack_from(e + "Q", m, 0x28)
-            shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", m, 0x3A)
-        else:
-            shoff, = struct.unpack_from(e + "I", m, 0x20)
-            shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", m, 0x2E)
+        self.is64, self.endian, shoff, shentsize, shnum, shstrndx = _header(m[:64], self.path)
         self.sections: list[_Section] = []
+        self._names_offset = 0
         if not shoff or not shnum or shoff + shnum * shentsize > len(m):
             return  # stripped of section headers: callers fall back to the whole file
-        raw = []
-        for i in range(shnum):
-            base = shoff + i * shentsize
-            if self.is64:
-                name, typ, flags, _addr, off, size, link, _info, _align, entsize = \
-                    struct.unpack_from(e + "IIQQQQIIQQ", m, base)
-            else:
-                name, typ, flags, _addr, off, size, link, _info, _align, entsize = \
-                    struct.unpack_from(e + "IIIIIIIIII", m, base)
-            raw.append((name, typ, flags, off, size, link, entsize))
-        names_off = raw[shstrndx][3] if shstrndx < len(raw) else 0
-        for name, typ, flags, off, size, link, entsize in raw:
-            self.sections.append(_Section(self._cstr(names_off + name) if names_off else "",
-                                          typ, flags, off, size, link, entsize))
+        self.sections = _sections(m[shoff:shoff + shnum * shentsize], self.is64, self.endian,
+                                  shentsize)
+        if shstrndx < len(self.sections):
+            self._names_offset = self.sections[shstrndx].offset
+
+    def section_name(self, section: _Section) -> str:
+        if not self._names_offset:
+            return ""
+        return self._cstr(self._names_offset + section.name_offset)
 
     def _cstr(self, offset: int) -> str:
         end = self._map.find(b"\0", offset)
@@ -135,8 +116,8 @@ class ElfFile:
         ranges = [
             (s.offset, s.offset + s.size)
             for s in self.sections
-            if s.name.startswith(".rodata") and s.type != 8  # 8 = NOBITS
-            and s.flags & _SHF_ALLOC and not s.flags & _SHF_EXECINSTR
+            if s.type != 8 and s.flags & _SHF_ALLOC and not s.flags & _SHF_EXECINSTR  # 8: NOBITS
+            and self.section_name(s).startswith(".rodata")
         ]
         return ranges or [(0, len(self._map))]
 
@@ -258,27 +239,6 @@ class ElfFile:
                 return index
         return None
 
-    # -- question 3: what it is called and what it needs ---------------------------------
-    def linkage(self) -> Linkage:
-        """DT_SONAME and the DT_NEEDED names, from the `.dynamic` section."""
-        dynamic = next((s for s in self.sections if s.type == _SHT_DYNAMIC), None)
-        if dynamic is None or dynamic.link >= len(self.sections):
-            return Linkage("", ())
-        strtab = self.sections[dynamic.link].offset
-        fmt = self.endian + ("qQ" if self.is64 else "iI")
-        size = struct.calcsize(fmt)
-        soname, needed = "", []
-        end = min(dynamic.offset + dynamic.size, len(self._map))
-        for base in range(dynamic.offset, end - size + 1, size):
-            tag, value = struct.unpack_from(fmt, self._map, base)
-            if tag == _DT_NULL:
-                break
-            if tag == _DT_NEEDED:
-                needed.append(self._cstr(strtab + value))
-            elif tag == _DT_SONAME:
-                soname = self._cstr(strtab + value)
-        return Linkage(soname, tuple(needed))
-
 
 def _gnu_hash(name: bytes) -> int:
     h = 5381
@@ -337,7 +297,82 @@ def linkage(path: str) -> Linkage:
 @lru_cache(maxsize=4096)
 def _linkage_cached(path: str, _size: int, _mtime: int) -> Linkage:
     try:
-        with ElfFile(path) as elf:
-            return elf.linkage()
+        return _read_linkage(path)
     except (OSError, NotElf, struct.error, IndexError):
         return Linkage("", ())
+
+
+def _read_linkage(path: str) -> Linkage:
+    """DT_SONAME and the DT_NEEDED names, from the `.dynamic` section.
+
+    Read with a few pread calls rather than through ElfFile's mmap: `check` asks this of
+    every library its collector maps, and mapping a file to touch three of its pages cost
+    several times more than reading them.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        is64, endian, shoff, shentsize, shnum, _ = _header(os.pread(fd, 64, 0), path)
+        table = os.pread(fd, shnum * shentsize, shoff) if shoff and shnum else b""
+        if len(table) < shnum * shentsize or not table:
+            return Linkage("", ())
+        sections = _sections(table, is64, endian, shentsize)
+        dynamic = next((s for s in sections if s.type == _SHT_DYNAMIC), None)
+        if dynamic is None or dynamic.link >= len(sections):
+            return Linkage("", ())
+        strtab = sections[dynamic.link].offset
+        fmt = endian + ("qQ" if is64 else "iI")
+        size = struct.calcsize(fmt)
+        raw = os.pread(fd, dynamic.size, dynamic.offset)
+        soname, needed = "", []
+        for tag, value in struct.iter_unpack(fmt, raw[:len(raw) - len(raw) % size]):
+            if tag == _DT_NULL:
+                break
+            if tag == _DT_NEEDED:
+                needed.append(_pread_cstr(fd, strtab + value))
+            elif tag == _DT_SONAME:
+                soname = _pread_cstr(fd, strtab + value)
+        return Linkage(soname, tuple(needed))
+    finally:
+        os.close(fd)
+
+
+def _pread_cstr(fd: int, offset: int) -> str:
+    """The NUL-terminated string at `offset` (to the end of the file if unterminated)."""
+    chunks = []
+    while True:
+        chunk = os.pread(fd, 256, offset)
+        end = chunk.find(b"\0")
+        if end >= 0 or len(chunk) < 256:
+            chunks.append(chunk[:end] if end >= 0 else chunk)
+            return b"".join(chunks).decode("utf-8", "replace")
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _header(head: bytes, path: str) -> tuple[bool, str, int, int, int, int]:
+    """(is64, struct byte order, e_shoff, e_shentsize, e_shnum, e_shstrndx)."""
+    if len(head) < 64 or head[:4] != b"\x7fELF":
+        raise NotElf(f"{path}: not an ELF file")
+    ei_class, ei_data = head[4], head[5]
+    if ei_class not in (1, 2) or ei_data not in (1, 2):
+        raise NotElf(f"{path}: unknown ELF class/encoding")
+    is64 = ei_class == 2
+    e = "<" if ei_data == 1 else ">"
+    if is64:
+        shoff, = struct.unpack_from(e + "Q", head, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", head, 0x3A)
+    else:
+        shoff, = struct.unpack_from(e + "I", head, 0x20)
+        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", head, 0x2E)
+    return is64, e, shoff, shentsize, shnum, shstrndx
+
+
+def _sections(table: bytes, is64: bool, endian: str, entsize: int) -> list[_Section]:
+    """The section headers in `table` (e_shnum entries of e_shentsize bytes)."""
+    fmt = endian + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
+    if entsize == struct.calcsize(fmt):  # one C-level pass: `check` reads many libraries
+        rows = struct.iter_unpack(fmt, table)
+    else:
+        rows = (struct.unpack_from(fmt, table, i) for i in range(0, len(table), entsize))
+    return [_Section(name, typ, flags, off, size, link, esize)
+            for name, typ, flags, _addr, off, size, link, _info, _align, esize in rows]

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from functools import cache
 
 from numdoctor.snapshot import cache as disk_cache
@@ -212,6 +210,8 @@ class _Dpkg:
 
 @cache
 def _rpm() -> _Rpm | None:
+    import shutil  # with subprocess, only where rpm may answer: off `check`'s usual path
+
     program = shutil.which("rpm")
     if program is None:
         return None
@@ -236,6 +236,8 @@ class _Rpm:
         return owner
 
     def _query(self, real: str) -> Owner | None:
+        import subprocess
+
         try:
             done = subprocess.run(
                 [self.program, "-qf", "--queryformat", r"%{NAME}\t%{VERSION}-%{RELEASE}\n",

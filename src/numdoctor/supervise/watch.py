@@ -32,9 +32,6 @@ from numdoctor.core.kmsg import KernelEvent, KernelLog
 from numdoctor.core.monitor import Monitor
 from numdoctor.core.procfs import alive, command_line
 from numdoctor.core.rundir import INJECT_DIR, RunDir
-from numdoctor.core.stacks.ladder import Dumper, Target
-from numdoctor.core.stacks.model import Frame, ProcessStacks
-from numdoctor.core.stacks.pyspy import PTRACE_FIX
 from numdoctor.core.status import Exit, Status, from_wait_status, status_of
 from numdoctor.findings import Finding, merge_findings
 from numdoctor.redact import redact_text
@@ -42,7 +39,10 @@ from numdoctor.rules.messages import Context, Hit, shell_deaths
 from numdoctor.rules.run import crash, gpu, memory
 from numdoctor.supervise.packages import add_site_dirs, annotate, package_of
 
+# The dump ladder (py-spy, gdb, faulthandler parsers, a thread pool) is imported by the first
+# dump: a program that ends on its own never needs it.
 if TYPE_CHECKING:
+    from numdoctor.core.stacks.model import Frame, ProcessStacks
     from numdoctor.core.waits.model import Fate, TreeFacts
     from numdoctor.rules.hangs import HangDiagnosis
 
@@ -181,6 +181,8 @@ class Watch:
              quick: bool = False, tool_timeout: float = 5.0,
              gdb: bool = True) -> dict[int, ProcessStacks]:
         """Every thread's stacks, Python and native, with the package of each frame."""
+        from numdoctor.core.stacks.ladder import Dumper, Target
+
         targets = [Target(v.pid, python=v.python, dumpable=bool(infos.get(v.pid, {})
                                                                 .get("dumps")))
                    for v in views if alive(v.pid)]
@@ -202,6 +204,8 @@ class Watch:
 
     def _note_missing_native(self, stacks: dict[int, ProcessStacks]) -> None:
         """Say once, for the whole report, why native frames are missing, and the fix."""
+        from numdoctor.core.stacks.pyspy import PTRACE_FIX
+
         if not stacks or any(s.native for s in stacks.values()):
             return
         reasons = sorted({n for s in stacks.values() for n in s.notes

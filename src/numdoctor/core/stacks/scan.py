@@ -20,7 +20,12 @@ from array import array
 from collections.abc import Iterable
 
 from numdoctor.core.procfs import MapEntry, read_maps, stack_pointer, thread_file, thread_ids
-from numdoctor.core.stacks.model import Frame, ThreadStack
+
+# `check`'s collector child imports this module after the user's modules, on the path to its
+# answer: the frame model (dataclasses) loads only where the dump ladder builds frames.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from numdoctor.core.stacks.model import ThreadStack
 
 
 class CodeRanges:
@@ -107,6 +112,8 @@ _SCAN_LIBRARIES = 16
 
 def scan_native(pid: int, maps: list[MapEntry] | None = None) -> list[ThreadStack]:
     """Per thread: its state and the libraries whose code its stack points into."""
+    from numdoctor.core.stacks.model import Frame, ThreadStack
+
     try:
         maps = maps if maps is not None else read_maps(pid)
     except OSError:
