@@ -43,6 +43,7 @@ from numdoctor.supervise.packages import add_site_dirs, annotate, package_of
 # dump: a program that ends on its own never needs it.
 if TYPE_CHECKING:
     from numdoctor.core.stacks.model import Frame, ProcessStacks
+    from numdoctor.core.waits.collect import ThreadCpu
     from numdoctor.core.waits.model import Fate, TreeFacts
     from numdoctor.rules.hangs import HangDiagnosis
 
@@ -117,6 +118,7 @@ class Watch:
         self.timings: dict[str, float] = {}
         self.mapped: set[str] = set()  # libraries seen mapped, for the kernel log's names
         self.reaped: dict[int, tuple[int, float]] = {}  # orphans we reaped: (status, when)
+        self.thread_cpu: ThreadCpu | None = None  # per-thread CPU readings, between looks
 
     # -- while it runs -----------------------------------------------------------------------
     def reap(self) -> int | None:
@@ -256,7 +258,7 @@ class Watch:
 
     def _examine(self, window: float, now: float, *, quick: bool,
                  confirmed: bool, look: bool) -> Examination:
-        from numdoctor.core.waits.collect import collect
+        from numdoctor.core.waits.collect import ThreadCpu, collect
         from numdoctor.rules.hangs import analyse
 
         infos = self.infos()
@@ -273,14 +275,17 @@ class Watch:
         idle_for = self.monitor.idle_for(now)
         # Per-thread CPU tells the busy thread from the waiting ones: it needs a window long
         # enough to count ticks, unless the whole tree has been idle for half a second already
-        # (then no thread is busy, and a short window only confirms it).
+        # (then no thread is busy, and a short window only confirms it). No window is waited
+        # for when the tree has been idle since the last look: its reading is the start.
         window = 0.1 if quick or (idle_for is not None and idle_for >= 0.5) else 0.3
+        if self.thread_cpu is None:
+            self.thread_cpu = ThreadCpu()
         facts = collect([v.pid for v in views], main_pid=self.main_pid, stacks=stacks,
                         roles={v.pid: v.role for v in views}, fates=self.fates(),
                         started=self.started, window=window,
                         run_dir=self.run_dir.path, idle_for=idle_for,
                         kernel=self.kernel.poll() if self.kernel is not None else (),
-                        confirmed=confirmed)
+                        confirmed=confirmed, cpu=self.thread_cpu)
         diagnosis = analyse(facts)
         self.timings["examine"] = self.timings.get("examine", 0.0) + \
             time.monotonic() - started

@@ -5,7 +5,7 @@
 `numdoctor.rules.hangs.analyse(facts)` turns them into a diagnosis.
 """
 
-from numdoctor.core.waits.collect import collect
+from numdoctor.core.waits.collect import ThreadCpu, collect
 from numdoctor.core.waits.fates import merge_fates, read_fates
 from numdoctor.core.waits.model import (
     Endpoint,
@@ -17,5 +17,5 @@ from numdoctor.core.waits.model import (
     TreeFacts,
 )
 
-__all__ = ["Endpoint", "Fate", "FrameContext", "LockSite", "ProcessFacts", "ThreadFacts",
-           "TreeFacts", "collect", "merge_fates", "read_fates"]
+__all__ = ["Endpoint", "Fate", "FrameContext", "LockSite", "ProcessFacts", "ThreadCpu",
+           "ThreadFacts", "TreeFacts", "collect", "merge_fates", "read_fates"]

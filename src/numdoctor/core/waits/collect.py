@@ -1,10 +1,11 @@
 """Collect the wait facts of a process tree at one moment (`collect`).
 
 What it costs: two reads of every thread's /proc stat `window` seconds apart (the wait in
-between costs no CPU), one read of each thread's syscall and wchan, the fd table of each
-process, and, only for threads that wait on an fd, the pipe/socket lookups; the source files
-of waiting frames are parsed once per supervision (cached). The stacks come from the dump
-ladder (`numdoctor.core.stacks.ladder.Dumper`), taken by the caller.
+between costs no CPU; no wait at all when an earlier look's reading still counts, see
+`ThreadCpu`), one read of each thread's syscall and wchan, the fd table of each process, and,
+only for threads that wait on an fd, the pipe/socket lookups; the source files of waiting
+frames are parsed once per supervision (cached). The stacks come from the dump ladder
+(`numdoctor.core.stacks.ladder.Dumper`), taken by the caller.
 """
 
 from __future__ import annotations
@@ -43,12 +44,38 @@ _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _CONTEXT_FRAMES = 12  # Python frames per thread whose source is read, innermost first
 
 
+_Ticks = dict[int, dict[int, tuple[str, int, str]]]  # pid -> tid -> (state, ticks, comm)
+
+
+class ThreadCpu:
+    """The last reading of every thread's CPU ticks, kept between looks at one tree.
+
+    Per-thread CPU needs two readings some time apart. A look at a tree that has been idle
+    since an earlier look took its reading measures from that reading (over a longer span,
+    and without waiting): the CPU a thread used since then is its CPU of the idle stretch.
+    """
+
+    def __init__(self) -> None:
+        self.taken: float | None = None  # monotonic
+        self.ticks: _Ticks = {}
+
+    def since(self, start: float | None, pids: list[int], window: float,
+              now: float) -> tuple[float, _Ticks] | None:
+        """(taken, ticks) of the kept reading, when it was taken at or after `start` (the
+        tree idle since), at least `window` seconds before `now`, and covers every process
+        of `pids`."""
+        if start is None or self.taken is None or self.taken < start or \
+                now - self.taken < window or any(pid not in self.ticks for pid in pids):
+            return None
+        return self.taken, self.ticks
+
+
 def collect(pids: Iterable[int], *, main_pid: int,
             stacks: dict[int, ProcessStacks] | Callable[[], dict[int, ProcessStacks]],
             roles: dict[int, str] | None = None, fates: Iterable[Fate] = (),
             started: float | None = None, window: float = 0.3, run_dir: str | None = None,
             idle_for: float | None = None, kernel: Iterable[_KernelEvent] = (),
-            confirmed: bool = False) -> TreeFacts:
+            confirmed: bool = False, cpu: ThreadCpu | None = None) -> TreeFacts:
     """The facts of the tree `pids` (live processes, the main one included) now.
 
     `stacks` are the dump ladder's results by pid (missing pids are collected without
@@ -61,17 +88,26 @@ def collect(pids: Iterable[int], *, main_pid: int,
     supervision start (times in the facts are relative to it; now when None); `window` the
     seconds over which per-thread CPU is measured (the call takes that long); `run_dir` the
     supervised run directory (fates, and which processes were forked); `idle_for` how long
-    the whole tree has been idle, when the caller knows.
+    the whole tree has been idle, when the caller knows; `cpu` the readings kept between the
+    looks at this tree: with the tree idle since the last one, the window is measured from it
+    and the call does not wait.
     """
     now = time.monotonic()
     started = now if started is None else started
     pids = [p for p in dict.fromkeys(pids) if p > 0]
-    before = _cpu_ticks(pids)
-    begun = time.monotonic()
-    if window > 0:
-        time.sleep(window)
+    earlier = cpu.since(None if idle_for is None else now - idle_for, pids, window, now) \
+        if cpu is not None else None
+    if earlier is not None:
+        begun, before = earlier
+    else:
+        before = _cpu_ticks(pids)
+        begun = time.monotonic()
+        if window > 0:
+            time.sleep(window)
     after = _cpu_ticks(pids)
     measured = max(time.monotonic() - begun, 1e-6)
+    if cpu is not None:
+        cpu.taken, cpu.ticks = time.monotonic(), after
     infos = _infos(run_dir)
     fd_index: TreeFds | None = None
     processes = []
@@ -120,8 +156,8 @@ def collect(pids: Iterable[int], *, main_pid: int,
 
 # -- per-thread CPU ----------------------------------------------------------------------------
 
-def _cpu_ticks(pids: list[int]) -> dict[int, dict[int, tuple[str, int, str]]]:
-    found: dict[int, dict[int, tuple[str, int, str]]] = {}
+def _cpu_ticks(pids: list[int]) -> _Ticks:
+    found: _Ticks = {}
     for pid in pids:
         threads = {}
         for tid in thread_ids(pid):
