@@ -84,3 +84,36 @@ def test_torch_static_mkl_clashes_with_another_global_blas(fake_blas):
     (finding,) = findings(report, "SYM001")
     text = "\n".join(finding["evidence"])
     assert "libtorch_cpu.so" in text and str(a) in text and "dgemm_" in text
+
+
+def test_linkage_matches_pyelftools_on_the_installed_libraries():
+    """DT_SONAME and DT_NEEDED (read with a few preads) and the read-only data sections, as
+    pyelftools decodes them."""
+    elftools = pytest.importorskip("elftools.elf.elffile")
+    import numpy
+
+    from numdoctor.snapshot.elf import linkage
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(numpy.__file__), "**", "*.so*"),
+                             recursive=True))[:20]
+    paths += sorted(glob.glob(os.path.dirname(numpy.__file__) + ".libs/*.so*"))
+    paths += [p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6")
+              if os.path.exists(p)]
+    assert len(paths) > 3
+    with_needed = 0
+    for path in paths:
+        with open(path, "rb") as fh:
+            dynamic = elftools.ELFFile(fh).get_section_by_name(".dynamic")
+            tags = list(dynamic.iter_tags()) if dynamic is not None else []
+            soname = next((t.soname for t in tags if t.entry.d_tag == "DT_SONAME"), "")
+            needed = tuple(t.needed for t in tags if t.entry.d_tag == "DT_NEEDED")
+            rodata = [(s["sh_offset"], s["sh_offset"] + s["sh_size"])
+                      for s in elftools.ELFFile(fh).iter_sections()
+                      if s.name.startswith(".rodata") and s["sh_type"] != "SHT_NOBITS"
+                      and s["sh_flags"] & 0x2 and not s["sh_flags"] & 0x4]
+        assert linkage(path) == (soname, needed), path
+        with ElfFile(path) as ours:
+            assert ours.rodata_ranges() == (rodata or [(0, os.path.getsize(path))]), path
+        with_needed += bool(needed)
+    assert with_needed > 3
+    assert linkage(__file__) == ("", ())  # not ELF: nothing, no error

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from numdoctor.core.waits import collect, read_fates
+from numdoctor.core.waits import ThreadCpu, collect, read_fates
 from numdoctor.core.waits.endpoints import TreeFds, resolve
 from numdoctor.core.waits.sources import context
 from numdoctor.core.waits.syscalls import meaning, name
@@ -116,6 +116,43 @@ def test_a_sleeping_process_is_seen_in_clock_nanosleep_with_the_time_left():
     assert main.cpu is not None and main.cpu < 0.5
     if main.syscall_name == "clock_nanosleep":
         assert main.sleep_left is not None and 200 < main.sleep_left <= 300
+
+
+def test_a_look_at_a_tree_idle_since_the_last_one_measures_from_its_reading():
+    # One thread spins, the main one sleeps: the second look waits no window, yet tells the
+    # busy thread from the blocked one over the whole span since the first look.
+    process = _start("""
+        import threading, time
+        def spin():
+            while True:
+                pass
+        threading.Thread(target=spin, daemon=True).start()
+        print("ready", flush=True)
+        time.sleep(300)
+    """)
+    try:
+        cpu = ThreadCpu()
+        collect([process.pid], main_pid=process.pid, stacks={}, window=0.1, cpu=cpu)
+        assert cpu.taken is not None
+        first_look = cpu.taken
+        time.sleep(0.4)
+        begun = time.monotonic()
+        second = collect([process.pid], main_pid=process.pid, stacks={}, window=0.1,
+                         idle_for=time.monotonic() - first_look + 1.0, cpu=cpu)
+        took = time.monotonic() - begun
+        # A reading from before the stretch the caller vouches for is not used: a window is.
+        time.sleep(0.2)
+        stale = collect([process.pid], main_pid=process.pid, stacks={}, window=0.1,
+                        idle_for=0.05, cpu=cpu)
+    finally:
+        _stop(process)
+    assert took < 0.1  # no window waited for
+    assert second.window >= 0.4  # measured since the first look
+    assert 0.09 <= stale.window < 0.2
+    threads = sorted(second.processes[0].threads, key=lambda t: t.tid)
+    main, spinner = threads[0], threads[1]
+    assert main.tid == process.pid and main.cpu is not None and main.cpu < 0.2
+    assert spinner.cpu is not None and spinner.cpu > 0.2
 
 
 def test_a_reader_of_a_pipe_held_outside_the_tree_is_resolved_to_its_writer():

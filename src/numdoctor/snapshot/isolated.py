@@ -321,6 +321,7 @@ class _ForkedChild:
 def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
     # Fork first, import later: the child imports the collector after the user's modules
     # (as a spawned one does), while the parent prepares rules and renderers in parallel.
+    import numdoctor.core.inject.sitecustomize  # noqa: F401  the child arms itself with it
     import numdoctor.snapshot._child as child_main
 
     for name in _SHARED_STDLIB:
