@@ -22,6 +22,8 @@ _V1_UNLIMITED = 1 << 60
 
 @dataclass
 class Limits:
+    """The CPU quota and memory limit that bind a process, and the files that set them."""
+
     version: int | None = None  # 1, 2, or None when not in a cgroup hierarchy we can read
     path: str = ""  # the process's cgroup path as listed in /proc/<pid>/cgroup
     cpu_quota: float | None = None  # CPUs allowed by the tightest quota on the path
@@ -190,6 +192,8 @@ def _v1_memory(info: Limits, dirs: list[Path]) -> None:
 
 @dataclass(frozen=True)
 class MemoryCgroup:
+    """One cgroup's memory counters (OOM kills, peak, limit), read while the tree runs."""
+
     version: int
     path: Path  # the cgroup's directory
 

@@ -34,6 +34,8 @@ class _ProcessInfo(ctypes.Structure):  # nvmlProcessInfo_t (v2/v3 layout)
 
 @dataclass
 class GpuState:
+    """One GPU at one reading: utilization, memory, the processes on it."""
+
     index: int
     name: str = ""
     utilization: int | None = None  # percent of time a kernel ran, over the last sample period
@@ -50,6 +52,8 @@ class GpuState:
 
 @dataclass
 class GpuReading:
+    """Every GPU at one moment, or why none could be read."""
+
     available: bool
     gpus: list[GpuState] = field(default_factory=list)
     note: str = ""  # why nothing was read

@@ -29,6 +29,8 @@ _PREFIXES = {0x66, 0x67, 0xF2, 0xF3, 0xF0, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65}
 
 @dataclass(frozen=True)
 class Instruction:
+    """A family of instructions a crash may stop at, and the CPU flags it needs."""
+
     family: str  # a readable name: "AVX-512 (EVEX-encoded)", "ud2 (deliberate trap)"
     needs: tuple[str, ...]  # /proc/cpuinfo flags of which the instruction needs at least one
     deliberate: bool = False  # a trap instruction: the program crashed on purpose

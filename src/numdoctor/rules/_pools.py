@@ -27,6 +27,8 @@ _LIBRARY_KNOBS = {
 
 @dataclass(frozen=True)
 class Pool:
+    """One thread pool of a process: its size, whether it started, how to size it."""
+
     label: str  # "OpenBLAS [numpy 2.4.6]", "tensorflow inter-op"
     size: int
     started: bool | None  # its threads run now (None: cannot be known)

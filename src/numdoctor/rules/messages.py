@@ -226,6 +226,8 @@ def _keywords() -> re.Pattern[bytes]:
 
 @dataclass(frozen=True)
 class Entry:
+    """A kind of message and the pattern that recognises its lines."""
+
     key: str
     pattern: re.Pattern[str]
 
@@ -304,6 +306,8 @@ def entries() -> tuple[Entry, ...]:
 
 @dataclass
 class Hit:
+    """One recognised line of output, with the lines that followed it."""
+
     key: str
     line: str
     match: dict[str, str]

@@ -39,6 +39,8 @@ class Stage(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Rule:
+    """A finding code: its title, usual severity, explanation and the stage that emits it."""
+
     code: str
     title: str
     severity: Severity  # the usual severity; a finding may be raised or lowered with reason

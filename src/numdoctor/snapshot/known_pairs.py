@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class KnownPair:
+    """Two distributions known to break each other in these version ranges."""
+
     distribution: str  # canonical name
     affected: SpecifierSet
     other: str  # canonical name

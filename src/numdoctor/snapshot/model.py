@@ -17,6 +17,8 @@ SNAPSHOT_SCHEMA_VERSION = 1
 
 @dataclass
 class CgroupInfo:
+    """The cgroup limits that bind the process (CPU quota, memory limit)."""
+
     version: int | None = None  # 1, 2, or None when not in a cgroup hierarchy we can read
     path: str = ""  # the process's cgroup path as listed in /proc/<pid>/cgroup
     cpu_quota: float | None = None  # CPUs allowed by the tightest quota on the path (None = none)
@@ -27,6 +29,8 @@ class CgroupInfo:
 
 @dataclass
 class SystemInfo:
+    """The machine: OS, CPU, cgroup limits, memory."""
+
     os: str = ""
     kernel: str = ""
     machine: str = ""
@@ -90,6 +94,8 @@ class ThreadPool:
 
 @dataclass
 class FrameworkInfo:
+    """One imported numerical framework: version, where from, its build and thread settings."""
+
     name: str  # import name: numpy, scipy, torch...
     version: str = ""
     path: str = ""
@@ -124,6 +130,8 @@ class ImportAttempt:
 
 @dataclass
 class ProcessInfo:
+    """The checked process: start method, threads, how it loads libraries."""
+
     pid: int = 0
     start_method: str = ""  # the multiprocessing start method a Process() would use now
     start_method_explicit: bool = False  # set by the program, not the platform default
@@ -138,6 +146,8 @@ class ProcessInfo:
 
 @dataclass
 class Snapshot:
+    """Everything `check` collects about one process: the facts the rules read."""
+
     collected_by: str = "process"  # "process" (in-process) or "subprocess"
     created: float = 0.0  # unix time
     system: SystemInfo = field(default_factory=SystemInfo)
@@ -268,6 +278,8 @@ class ModuleReload:
 
 @dataclass
 class PackageCopy:
+    """One copy of a package on sys.path (two copies shadow each other)."""
+
     path: str  # the package directory
     version: str = ""
     distribution: str = ""
@@ -313,6 +325,8 @@ class KnownIncompatibility:
 
 @dataclass
 class SymbolExporter:
+    """A loaded library that exports a symbol another one exports too."""
+
     path: str
     distribution: str = ""
     distribution_version: str = ""
@@ -328,6 +342,8 @@ class SymbolClash:
 
 @dataclass
 class BinaryFacts:
+    """What the compiled files say: the NumPy they were built for, their symbols."""
+
     numpy: NumpyBuild | None = None  # None: NumPy is neither loaded nor installed
     scan: str = "loaded"  # "loaded" (mapped files only) or "environment" (--scan-abi)
     scanned_files: int = 0  # compiled files whose bytes were read

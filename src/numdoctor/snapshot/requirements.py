@@ -46,6 +46,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass
 class Installed:
+    """An installed distribution and what it requires."""
+
     name: str  # as declared
     version: str
     requires: list[str] = field(default_factory=list)

@@ -9,6 +9,8 @@ from typing import Any
 
 @dataclass
 class Frame:
+    """One frame of a stack: Python (file and line) or native (library and function)."""
+
     kind: str  # "python" or "native"
     function: str
     file: str = ""  # Python source file, or the library of a native frame
@@ -30,6 +32,8 @@ class Frame:
 
 @dataclass
 class ThreadStack:
+    """One thread's frames, innermost first, with its state and where they came from."""
+
     id: str  # "0x7f...": the pthread id, as faulthandler and py-spy print it; or the tid
     native_id: int | None = None  # the kernel's thread id
     name: str = ""
@@ -47,6 +51,8 @@ class ThreadStack:
 
 @dataclass
 class ProcessStacks:
+    """Every thread's stack of one process, and which dump tools answered."""
+
     pid: int
     python: bool = False
     threads: list[ThreadStack] = field(default_factory=list)

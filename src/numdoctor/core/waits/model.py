@@ -63,6 +63,8 @@ class FrameContext:
 
 @dataclass
 class ThreadFacts:
+    """What the kernel and the stacks say about one thread at the look."""
+
     tid: int  # the kernel's thread id; negative for a stack no kernel thread was matched to
     # (faulthandler names threads by their pthread id), which has no kernel facts
     name: str = ""  # the kernel's thread name (comm)
@@ -90,6 +92,8 @@ class ThreadFacts:
 
 @dataclass
 class ProcessFacts:
+    """One process of the tree at the look: its threads, its pipes and sockets."""
+
     pid: int
     ppid: int
     command: str = ""
@@ -131,6 +135,8 @@ class Fate:
 
 @dataclass
 class TreeFacts:
+    """The whole tree at one moment: what the hang analysis decides on."""
+
     taken: float  # seconds after the supervision started
     window: float  # seconds over which the CPU figures were measured
     main_pid: int

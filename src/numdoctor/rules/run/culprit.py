@@ -58,6 +58,8 @@ def module_of(path: str) -> str:
 
 @dataclass(frozen=True)
 class Culprit:
+    """The frame a crash or hang is blamed on, the library and package that own it."""
+
     frame: Frame
     library: str  # a native library path, or "" when blamed on a Python frame
     package: str
