@@ -31,11 +31,18 @@ def stat_fields(pid: int, tid: int | None = None) -> list[str] | None:
     """Fields of /proc/<pid>[/task/<tid>]/stat after the command name (which may hold
     spaces and parentheses), so that field 3 of proc(5), the state, is item 0."""
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    # os.read rather than open(): a look at a tree reads every process's stat file, and the
+    # file objects cost more than the read (a stat line is a few hundred bytes).
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read().decode("ascii", "replace")
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 4096).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     _, _, rest = raw.rpartition(")")
     return rest.split()
 

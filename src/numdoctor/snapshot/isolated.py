@@ -182,6 +182,7 @@ class _Background:
                 from numdoctor.snapshot.collect import warm_up
 
                 self.system = warm_up(self.imports)
+            from numdoctor.core import tree  # noqa: F401  for _kill_group, loaded off its path
             while self.watcher.enabled and not self.imports_over.wait(_WATCH_INTERVAL):
                 self.watcher.poll()
             self.watcher.poll()  # what the last import mapped
