@@ -153,7 +153,8 @@ def _prepare(fmt: str) -> None:
     renderer = {"json": "numdoctor.render.json_format",
                 "markdown": "numdoctor.render.markdown"}.get(fmt, "numdoctor.render.text")
     for module in ("numdoctor.findings", "numdoctor.commands._common", "numdoctor.redact",
-                   "numdoctor.snapshot.collect", "numdoctor.snapshot.binary", renderer):
+                   "numdoctor.snapshot.collect", "numdoctor.snapshot.binary",
+                   "numdoctor.snapshot.failures", renderer):
         importlib.import_module(module)
     if fmt == "text":
         # rich sets up its tables and caches on the first render; do that one now, on an
