@@ -117,3 +117,29 @@ def test_linkage_matches_pyelftools_on_the_installed_libraries():
         with_needed += bool(needed)
     assert with_needed > 3
     assert linkage(__file__) == ("", ())  # not ELF: nothing, no error
+
+
+def test_linkage_of_a_malformed_elf_is_empty_without_reading_past_its_end(tmp_path):
+    """Header fields that point past the end of the file (or hold nonsense) never make the
+    reader allocate what they claim or raise: the library is reported as linking nothing."""
+    import struct
+
+    from numdoctor.snapshot.elf import linkage
+
+    def elf(shoff: int, shentsize: int, shnum: int, body: bytes = b"") -> str:
+        head = bytearray(64)
+        head[:6] = b"\x7fELF\x02\x01"
+        struct.pack_into("<Q", head, 0x28, shoff)
+        struct.pack_into("<HHH", head, 0x3A, shentsize, shnum, 0)
+        path = tmp_path / f"lib{shoff}-{shentsize}-{shnum}.so"
+        path.write_bytes(bytes(head) + body)
+        return str(path)
+
+    assert linkage(elf(64, 64, 65535)) == ("", ())  # a table far past the end
+    assert linkage(elf(64, 0, 3, bytes(64))) == ("", ())  # zero-sized entries
+    assert linkage(elf(64, 16, 2, bytes(32))) == ("", ())  # entries too short
+    # A .dynamic section that claims an enormous size and a string table past the end.
+    dynamic = struct.pack("<IIQQQQIIQQ", 0, 6, 0, 0, 64 + 128, 1 << 60, 1, 0, 0, 16)
+    strtab = struct.pack("<IIQQQQIIQQ", 0, 3, 0, 0, 1 << 40, 10, 0, 0, 0, 0)
+    entries = struct.pack("<qQqQ", 1, 5, 0, 0)  # DT_NEEDED at an offset past the end
+    assert linkage(elf(64, 64, 2, dynamic + strtab + entries)) == ("", ("",))

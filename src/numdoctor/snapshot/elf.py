@@ -311,20 +311,21 @@ def _read_linkage(path: str) -> Linkage:
     """
     fd = os.open(path, os.O_RDONLY)
     try:
+        size = os.fstat(fd).st_size
         is64, endian, shoff, shentsize, shnum, _ = _header(os.pread(fd, 64, 0), path)
-        table = os.pread(fd, shnum * shentsize, shoff) if shoff and shnum else b""
-        if len(table) < shnum * shentsize or not table:
-            return Linkage("", ())
+        if not shoff or not shnum or shoff + shnum * shentsize > size:
+            return Linkage("", ())  # no section headers, or a table past the end of the file
+        table = os.pread(fd, shnum * shentsize, shoff)
         sections = _sections(table, is64, endian, shentsize)
         dynamic = next((s for s in sections if s.type == _SHT_DYNAMIC), None)
         if dynamic is None or dynamic.link >= len(sections):
             return Linkage("", ())
         strtab = sections[dynamic.link].offset
         fmt = endian + ("qQ" if is64 else "iI")
-        size = struct.calcsize(fmt)
-        raw = os.pread(fd, dynamic.size, dynamic.offset)
+        entry = struct.calcsize(fmt)
+        raw = os.pread(fd, max(0, min(dynamic.size, size - dynamic.offset)), dynamic.offset)
         soname, needed = "", []
-        for tag, value in struct.iter_unpack(fmt, raw[:len(raw) - len(raw) % size]):
+        for tag, value in struct.iter_unpack(fmt, raw[:len(raw) - len(raw) % entry]):
             if tag == _DT_NULL:
                 break
             if tag == _DT_NEEDED:
@@ -372,7 +373,9 @@ def _sections(table: bytes, is64: bool, endian: str, entsize: int) -> list[_Sect
     fmt = endian + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
     if entsize == struct.calcsize(fmt):  # one C-level pass: `check` reads many libraries
         rows = struct.iter_unpack(fmt, table)
-    else:
+    elif entsize > struct.calcsize(fmt):  # padded entries
         rows = (struct.unpack_from(fmt, table, i) for i in range(0, len(table), entsize))
+    else:
+        return []  # entries too short to be section headers: none can be trusted
     return [_Section(name, typ, flags, off, size, link, esize)
             for name, typ, flags, _addr, off, size, link, _info, _align, esize in rows]
