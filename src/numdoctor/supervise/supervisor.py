@@ -232,6 +232,11 @@ class _Supervision:
                 incident = self._check_limits(now)
                 if incident:
                     break
+                # The moment the silence reaches a timeout gets a sample of its own: the
+                # verdict comes then, not up to an interval later.
+                for limit in (self.options.hang_timeout, self.spin_timeout):
+                    if limit and now < self.last_progress + limit < next_sample:
+                        next_sample = self.last_progress + limit
                 proof = self.sentinel.check(now, self.shown_progress)
                 if proof is not None:
                     if not self.options.keep_running:
