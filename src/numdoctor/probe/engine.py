@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from numdoctor.probe.canaries import CANARIES, Canary, canaries_for
 from numdoctor.probe.forkserver import ForkServers
-from numdoctor.probe.runner import Result, run_scenario
+from numdoctor.probe.runner import Result, run_scenario, scenario_environment
 from numdoctor.probe.scenarios import DEFAULT_ENVS, FORKING_MODES, MODES, Scenario, plan
 from numdoctor.probe.turns import TurnKeeper
 
@@ -100,13 +101,12 @@ def select_canaries(modules: list[str], ops: list[str] | None) -> list[Canary]:
 
 
 class _Runner:
-    """Runs scenarios on a pool of `jobs` workers until the budget's deadline."""
+    """Runs scenarios `jobs` at a time until the budget's deadline."""
 
     def __init__(self, options: ProbeOptions, progress: Progress | None) -> None:
         self.options = options
         self.progress = progress
         self.deadline = (time.monotonic() + options.budget) if options.budget else None
-        self.pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
         self.skipped = 0
         self.done: dict[Scenario, Result] = {}  # the latest result of each scenario run
         # Scenarios of one import order and environment are forks of one interpreter that
@@ -125,6 +125,14 @@ class _Runner:
                 # scenarios then run without turns, which costs time and timing precision
                 # but no verdict ("slow" ones are confirmed alone anyway).
                 self.turns = None
+        # `jobs` scenarios use the CPUs at once. Where operations take turns, a scenario whose
+        # program has gone idle (a deadlock waiting for its proof, most often) gives its slot
+        # to the next one, so up to twice as many may be under way.
+        self.overlap = self.turns is not None
+        self.slots = threading.Semaphore(max(1, options.jobs))
+        self._slot_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, options.jobs) * (2 if self.overlap else 1))
 
     def run_all(self, scenarios: list[Scenario], *, reuse: bool = False
                 ) -> list[Result | None]:
@@ -132,26 +140,55 @@ class _Runner:
         running again (a mitigation that is also a cell of the matrix: OMP_NUM_THREADS=1,
         another start method; a minimisation step that is another cell)."""
         todo = list(dict.fromkeys(s for s in scenarios if not (reuse and s in self.done)))
+        self.prepare(todo)
         fresh = dict(zip(todo, self.pool.map(self._one, todo), strict=True))
         return [fresh[s] if s in fresh else self.done[s] for s in scenarios]
 
+    def prepare(self, scenarios: list[Scenario]) -> None:
+        """Start the fork servers these scenarios will need, in their order, while others run."""
+        groups: dict[tuple, tuple[tuple[str, ...], dict[str, str]]] = {}
+        turns = self.turns.address if self.turns else None
+        for scenario in scenarios:
+            env = scenario_environment(scenario, turns=turns)
+            groups.setdefault((scenario.all_imports(), tuple(sorted(env.items()))),
+                              (scenario.all_imports(), env))
+        self.servers.prepare(list(groups.values()),
+                             limit=self.options.timeout + self.options.hang_timeout + 60)
+
     def _one(self, scenario: Scenario) -> Result | None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.skipped += 1
-            if self.progress:
-                self.progress(scenario.label, None)
-            return None
-        timeout = self.options.timeout
-        if self.deadline is not None:
-            timeout = max(1.0, min(timeout, self.deadline - time.monotonic()))
-        result = run_scenario(scenario, timeout=timeout,
-                              hang_timeout=min(self.options.hang_timeout, timeout),
-                              turns=self.turns.address if self.turns else None,
-                              servers=self.servers)
+        self.slots.acquire()
+        held = [True]
+
+        def give_back() -> None:
+            with self._slot_lock:
+                if held[0]:
+                    held[0] = False
+                    self.slots.release()
+
+        try:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.skipped += 1
+                if self.progress:
+                    self.progress(scenario.label, None)
+                return None
+            timeout = self.options.timeout
+            if self.deadline is not None:
+                timeout = max(1.0, min(timeout, self.deadline - time.monotonic()))
+            result = run_scenario(scenario, timeout=timeout,
+                                  hang_timeout=min(self.options.hang_timeout, timeout),
+                                  turns=self.turns.address if self.turns else None,
+                                  servers=self.servers,
+                                  idle=give_back if self.overlap else None)
+        finally:
+            give_back()
         if self.progress:
             self.progress(scenario.label, result)
         if result is not None:
             self.done[scenario] = result
+            if result.failed:
+                # Its mitigations will run once the matrix is done: their servers can
+                # import now, beside the scenarios still running.
+                self.prepare([m.scenario for m in _mitigations(scenario)])
         return result
 
     def close(self) -> None:
@@ -189,10 +226,11 @@ def probe(options: ProbeOptions, progress: Progress | None = None) -> ProbeResul
         # Each operation alone first: the reference for "slow", and the proof that the
         # operation itself works here.
         alone = [Scenario((c.module,), c) for c in canaries]
+        scenarios = _plan(options, present, canaries)
+        runner.prepare(alone + scenarios)
         for canary, result in zip(canaries, runner.run_all(alone), strict=True):
             if result is not None:
                 out.baselines[canary.name] = result
-        scenarios = _plan(options, present, canaries)
         out.results = [r for r in runner.run_all(scenarios) if r is not None]
         _mark_slow(out)
         _confirm_slow(out, runner)
@@ -300,12 +338,20 @@ def _minimize_and_mitigate_all(failures: list[Failure], runner: _Runner) -> None
         for failure in failures:
             one(failure)
         return
-    with ThreadPoolExecutor(max_workers=min(len(failures), runner.options.jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(failures), 2 * runner.options.jobs)) as pool:
         list(pool.map(one, failures))
 
 
 def _mitigate(failure: Failure, runner: _Runner) -> None:
-    base = failure.representative.scenario
+    options = _mitigations(failure.representative.scenario)
+    for mitigation, result in zip(options, runner.run_all([m.scenario for m in options],
+                                                          reuse=True), strict=True):
+        mitigation.result = result
+    failure.mitigations = options
+
+
+def _mitigations(base: Scenario) -> list[Mitigation]:
+    """What may make `base` pass: each a variant of it to run."""
     options: list[Mitigation] = []
     env = base.env_dict
     if env.get("OMP_NUM_THREADS") != "1":
@@ -327,10 +373,7 @@ def _mitigate(failure: Failure, runner: _Runner) -> None:
         if reverse[0] != module:
             options.append(Mitigation(f"with import order {', '.join(reverse)}",
                                       base.with_imports(reverse)))
-    for mitigation, result in zip(options, runner.run_all([m.scenario for m in options],
-                                                          reuse=True), strict=True):
-        mitigation.result = result
-    failure.mitigations = options
+    return options
 
 
 # -- the same steps one at a time, for running a probe's parts elsewhere ---------------------

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
 
@@ -33,6 +33,11 @@ IMPORT_IDLE_LIMIT = 5.0
 # The servers together hold at most this share of the memory available when the probe began
 # (a torch server is a few hundred MiB; a matrix of four frameworks has dozens of groups).
 MEMORY_SHARE = 0.25
+# A scenario whose tree used under IDLE_CPU_SHARE of a CPU for IDLE_AFTER seconds gives its
+# CPU share back (polled every IDLE_POLL seconds).
+IDLE_CPU_SHARE = 0.05
+IDLE_AFTER = 0.5
+IDLE_POLL = 0.25
 
 
 class Finished:
@@ -89,24 +94,40 @@ class ForkServers:
         self._starting: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
         self._count = 0
+        self._closed = False
         self.notes: list[str] = []  # why groups run fresh
 
     def run(self, imports: Sequence[str], env: Mapping[str, str], argv: Sequence[str], *,
-            cwd: str, limit: float) -> Finished | None:
+            cwd: str, limit: float,
+            idle: Callable[[], None] | None = None) -> Finished | None:
         """`numdoctor run ARGV` in a fork of the group's server, or None when the group has
-        no server (the caller then runs it fresh)."""
+        no server (the caller then runs it fresh). `idle`: called once when the program's
+        tree has gone idle (it no longer needs its CPU)."""
         server = self._server(tuple(imports), dict(env), limit)
         if server is None:
             return None
         stdout, stderr = os.path.join(cwd, "run.stdout"), os.path.join(cwd, "run.stderr")
         request = {"argv": list(argv), "cwd": cwd, "stdout": stdout, "stderr": stderr}
-        code = _request(server.address, request, limit)
+        code = _request(server.address, request, limit, idle)
         if code is None:
             return None
         return Finished(code, _read(stdout), _read(stderr))
 
+    def prepare(self, groups: Sequence[tuple[Sequence[str], Mapping[str, str]]], *,
+                limit: float) -> None:
+        """Start the servers of `groups` (up to `keep`) in the background, so that their
+        imports overlap with scenarios that are running instead of waiting for them."""
+        for imports, env in list(groups)[:self.keep]:
+            key = (tuple(imports), tuple(sorted(env.items())))
+            with self._lock:
+                if key in self._servers or key in self._failed or key in self._starting:
+                    continue
+            threading.Thread(target=self._server, args=(tuple(imports), dict(env), limit),
+                             daemon=True, name="numdoctor-fork-server-start").start()
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             servers, self._servers = list(self._servers.values()), collections.OrderedDict()
         for server in servers:
             server.stop()
@@ -133,10 +154,14 @@ class ForkServers:
             server, why = _start(self.directory, number, imports, env, limit)
             evicted: list[_Server] = []
             with self._lock:
-                if server is None:
+                closed = self._closed
+                if server is None and not closed:
                     self._failed.add(key)
                     self.notes.append(f"import {', '.join(imports)}: {why}; its scenarios ran "
                                       "as fresh processes")
+                if server is None or closed:  # (started in the background, too late)
+                    if server is not None:
+                        server.stop()
                     return None
                 self._servers[key] = server
                 while len(self._servers) > 1 and (
@@ -208,37 +233,83 @@ def _cpu(pid: int) -> int:
         return -1
 
 
-def _request(address: str, request: dict, limit: float) -> int | None:
+def _request(address: str, request: dict, limit: float,
+             idle: Callable[[], None] | None = None) -> int | None:
     """Send one scenario to the server; its `numdoctor run` exit status, or None when the
-    forked supervisor did not answer (it is then ended with its program)."""
+    forked supervisor did not answer (it is then ended with its program). `idle` is called
+    once, when the program's tree has used next to no CPU for a while (see `_IdleWatch`)."""
     pids: dict[str, int] = {}
+    watch: _IdleWatch | None = None
     try:
         with socket.socket(socket.AF_UNIX) as conn:
             conn.settimeout(10.0)
             conn.connect(address)
             conn.sendall(json.dumps(request).encode() + b"\n")
             deadline = time.monotonic() + limit
-            for line in _lines(conn, deadline):
-                message = json.loads(line)
-                if "exit" in message:
-                    return int(message["exit"])
-                pids.update({k: int(v) for k, v in message.items() if k in ("pid", "program")})
-    except (OSError, ValueError, TimeoutError):
+            pending = b""
+            while True:
+                if watch is not None and idle is not None and watch.idle():
+                    idle()
+                    idle = None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                conn.settimeout(min(left, IDLE_POLL))
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    message = json.loads(line)
+                    if "exit" in message:
+                        return int(message["exit"])
+                    pids.update({k: int(v) for k, v in message.items()
+                                 if k in ("pid", "program")})
+                    if "program" in pids and watch is None:
+                        watch = _IdleWatch(pids["program"])
+    except (OSError, ValueError):
         pass
     _end(pids)
     return None
 
 
-def _lines(conn: socket.socket, deadline: float) -> Iterator[bytes]:
-    pending = b""
-    while True:
-        conn.settimeout(max(0.1, deadline - time.monotonic()))
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        yield from lines
+class _IdleWatch:
+    """Whether a scenario's program tree has been nearly idle for IDLE_AFTER seconds (a
+    deadlock waiting for its proof, a sleep): its CPU share may go to the next scenario."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.since = time.monotonic()
+        self.cpu = self._cpu()
+
+    def _cpu(self) -> float:
+        import psutil
+
+        total = 0.0
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return -1.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    def idle(self) -> bool:
+        now, cpu = time.monotonic(), self._cpu()
+        if cpu < 0 or cpu - self.cpu > IDLE_CPU_SHARE * (now - self.since):
+            self.since, self.cpu = now, cpu  # busy (or unreadable): start the window again
+            return False
+        return now - self.since >= IDLE_AFTER
 
 
 def _end(pids: dict[str, int]) -> None:

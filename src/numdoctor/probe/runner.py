@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,17 +51,12 @@ class Result:
 
 def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
                  base_env: dict[str, str] | None = None, turns: str | None = None,
-                 servers: ForkServers | None = None) -> Result:
+                 servers: ForkServers | None = None,
+                 idle: Callable[[], None] | None = None) -> Result:
     """`turns`: the address of the probe's TurnKeeper when scenarios run side by side;
-    `servers`: the probe's fork servers, if it keeps them."""
-    env = dict(os.environ if base_env is None else base_env)
-    env.pop(ENV_TURN, None)
-    if turns:
-        env[ENV_TURN] = turns
-    env.update(scenario.env_dict)
-    # The probe's own process may carry threadpoolctl's setting; a scenario must not.
-    if "KMP_DUPLICATE_LIB_OK" not in scenario.env_dict:
-        env.pop("KMP_DUPLICATE_LIB_OK", None)
+    `servers`: the probe's fork servers, if it keeps them; `idle`: called at most once, when
+    the scenario's program no longer uses its CPU (a forked scenario waiting in a deadlock)."""
+    env = scenario_environment(scenario, base_env, turns)
     with tempfile.TemporaryDirectory(prefix="numdoctor-probe-") as tmp:
         path = os.path.join(tmp, "scenario.py")
         report_path = os.path.join(tmp, "report.json")
@@ -75,7 +71,8 @@ def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
         start = time.monotonic()
         done: Finished | subprocess.CompletedProcess[str] | None = None
         if servers is not None:
-            done = servers.run(scenario.all_imports(), env, arguments, cwd=tmp, limit=limit)
+            done = servers.run(scenario.all_imports(), env, arguments, cwd=tmp, limit=limit,
+                               idle=idle)
             if done is None:  # no server for this group: a fresh process, from the start
                 start = time.monotonic()
         try:
@@ -91,6 +88,20 @@ def run_scenario(scenario: Scenario, *, timeout: float, hang_timeout: float,
         seconds = time.monotonic() - start
         report = _load(report_path)
     return _classify(scenario, done, seconds, report)
+
+
+def scenario_environment(scenario: Scenario, base_env: dict[str, str] | None = None,
+                         turns: str | None = None) -> dict[str, str]:
+    """The environment a scenario's `numdoctor run` starts with."""
+    env = dict(os.environ if base_env is None else base_env)
+    env.pop(ENV_TURN, None)
+    if turns:
+        env[ENV_TURN] = turns
+    env.update(scenario.env_dict)
+    # The probe's own process may carry threadpoolctl's setting; a scenario must not.
+    if "KMP_DUPLICATE_LIB_OK" not in scenario.env_dict:
+        env.pop("KMP_DUPLICATE_LIB_OK", None)
+    return env
 
 
 def _classify(scenario: Scenario, done: Finished | subprocess.CompletedProcess[str],
