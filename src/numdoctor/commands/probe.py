@@ -46,7 +46,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--hang-timeout", type=float, default=5.0, metavar="S",
                         help="no output and no CPU for S seconds is a hang (default: 5)")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="scenarios run at once (default: the effective CPU count)")
+                        help="scenarios that use the CPUs at once; one whose program has gone "
+                             "idle lets the next start (default: the effective CPU count)")
     parser.add_argument("--budget", type=float, default=None, metavar="S",
                         help="stop starting scenarios after S seconds in all")
     parser.add_argument("--no-minimize", action="store_true",
