@@ -19,10 +19,13 @@ supervision's time (but a proof always gets the look that confirms it).
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from numdoctor.core.monitor import Proc
     from numdoctor.supervise.watch import Examination, Watch
 
 IDLE_BEFORE = 1.0  # seconds the tree must have been idle before a look
@@ -46,6 +49,7 @@ class Sentinel:
         self.reported: set[tuple[str, int, int | None]] = set()  # with --keep-running
         self.looks = 0
         self.last_look = 0.0  # when the last look began (or progress was last taken in)
+        self.unproven: tuple[tuple[int, int, str, bytes], ...] | None = None  # see _waits
         self.spent = 0.0  # seconds of looks
 
     def check(self, now: float, last_progress: float | None = None) -> Examination | None:
@@ -75,6 +79,14 @@ class Sentinel:
             # gets its second look regardless: a look at a PyTorch job can take more than the
             # head start, and the proof would otherwise wait minutes.)
             return None
+        waits = _waits(self.watch.monitor.live())
+        if waits is not None and waits == self.unproven and self.candidate is None:
+            # Every thread waits exactly where it waited at the last look, which proved
+            # nothing (a program that sleeps between bursts of work): the same stacks, the
+            # same verdict, without a stack dump.
+            self.next_look = now + self.backoff
+            self.backoff = min(self.backoff * 2, LONGEST_BACKOFF)
+            return None
         begun = self.last_look = time.monotonic()
         try:
             seen = self.watch.examine(window=min(max(idle_for, 1.0), 10.0),
@@ -102,7 +114,44 @@ class Sentinel:
             # Idle and nothing proven: a wait that may last; look ever less often. (A busy root
             # is a program still at work, start-up or teardown: no reason to look less.)
             self.backoff = min(self.backoff * 2, LONGEST_BACKOFF)
+            self.unproven = waits
         return None
+
+
+def _waits(procs: Iterable[Proc]) -> tuple[tuple[int, int, str, bytes], ...] | None:
+    """Where each thread of the tree waits, as the kernel tells it: the system call, its
+    arguments and the stack and instruction pointers (/proc/<pid>/task/<tid>/syscall). Equal
+    readings mean the same stacks; None where a thread runs or a file cannot be read."""
+    found = []
+    for proc in sorted(procs, key=lambda p: p.pid):
+        task = f"/proc/{proc.pid}/task"
+        try:
+            tids = sorted(os.listdir(task))
+            for tid in tids:
+                with open(f"{task}/{tid}/syscall", "rb") as fh:
+                    reading = fh.read()
+                if reading.startswith(b"running"):
+                    return None
+                found.append((proc.pid, proc.start, tid, _same_wait(reading)))
+        except OSError:
+            return None
+    return tuple(found)
+
+
+# futex(2) by architecture: a condition variable's waiters alternate between two adjacent
+# futex words (glibc's two signal groups), 4 bytes apart; the same wait, for our purpose.
+_FUTEX = {"x86_64": b"202", "aarch64": b"98", "ppc64le": b"221", "s390x": b"238"}.get(
+    os.uname().machine)
+
+
+def _same_wait(reading: bytes) -> bytes:
+    parts = reading.split()
+    if _FUTEX is not None and len(parts) > 1 and parts[0] == _FUTEX:
+        try:
+            parts[1] = b"%x" % (int(parts[1], 16) & ~0x7)
+        except ValueError:
+            pass
+    return b" ".join(parts)
 
 
 def _busy(seen: Examination) -> bool:
