@@ -215,6 +215,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the NumPy job")
     args = parser.parse_args()
+    # As pip install does; with PYTHONDONTWRITEBYTECODE set, every run would otherwise
+    # recompile each module changed since its last .pyc, and count that as start-up delay.
+    import compileall
+
+    import numdoctor
+
+    compileall.compile_dir(os.path.dirname(numdoctor.__file__), quiet=1)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.repeat} repeats\n")
     with tempfile.TemporaryDirectory(prefix="bench-run-") as directory:
         ok = overhead(directory, args.repeat, args.seconds)

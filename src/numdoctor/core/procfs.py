@@ -6,8 +6,12 @@ list for a process that is gone or unreadable, and never raises for that.
 
 from __future__ import annotations
 
+import collections
 import os
-from typing import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
 _STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "Z": "zombie", "T": "stopped",
            "t": "tracing-stop", "X": "dead", "I": "idle", "W": "waking", "P": "parked"}
@@ -58,10 +62,16 @@ def alive(pid: int) -> bool:
     return state is not None and state not in ("Z", "X")
 
 
-class ProcessEntry(NamedTuple):
-    state: str  # one letter, as process_state
-    ppid: int
-    session: int
+class ProcessEntry:
+    """What one pass over /proc tells of a process. (A plain class: typing.NamedTuple would
+    import typing before the supervised program starts.)"""
+
+    __slots__ = ("ppid", "session", "state")
+
+    def __init__(self, state: str, ppid: int, session: int) -> None:
+        self.state = state  # one letter, as process_state
+        self.ppid = ppid
+        self.session = session
 
 
 def process_table() -> dict[int, ProcessEntry]:
@@ -125,11 +135,14 @@ def stack_pointer(pid: int | str, tid: int) -> tuple[int, int] | None:
         return None
 
 
-class MapEntry(NamedTuple):
-    start: int
-    end: int
-    perms: str
-    path: str
+if TYPE_CHECKING:
+    class MapEntry(NamedTuple):
+        start: int
+        end: int
+        perms: str
+        path: str
+else:  # the same at run time, without importing typing (see ProcessEntry)
+    MapEntry = collections.namedtuple("MapEntry", "start end perms path")
 
 
 def read_maps(pid: int | str = "self") -> list[MapEntry]:

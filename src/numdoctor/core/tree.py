@@ -21,7 +21,6 @@ import os
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from numdoctor.core.procfs import (
     ProcessEntry,
@@ -31,8 +30,9 @@ from numdoctor.core.procfs import (
     read_text,
 )
 
-# `check` kills its collector's tree with this module on its start-up path: ctypes and
-# subprocess are imported only by what needs them.
+# `check` kills its collector's tree with this module on its start-up path, and `run` starts
+# its program with it: ctypes, subprocess and typing are imported only by what needs them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
     import subprocess
