@@ -116,3 +116,15 @@ def test_slow_verdict_of_a_parallel_run_is_checked_with_nothing_else_running():
     assert out.results[0].op_seconds < 2.0
     assert out.notes == ["1 'slow' result(s) of the parallel run were not slow when run alone "
                          "and count as passes"]
+
+
+def test_fresh_interpreters_give_the_same_verdicts_as_fork_servers():
+    verdicts = {}
+    for flag in ((), ("--fresh",)):
+        code, report = probe("--import", "numpy", "--op", "numpy.matmul", "--mode",
+                             "inprocess,fork", *flag)
+        assert code == 0
+        verdicts[flag] = sorted((s["outcome"], s["mode"]) for s in report["outcome"]["scenarios"])
+        assert report["outcome"]["notes"] == []
+    assert verdicts[()] == verdicts[("--fresh",)]
+    assert len(verdicts[()]) == 4  # 2 modes x 2 environments

@@ -50,6 +50,10 @@ def add_parser(subparsers) -> None:
                              "idle lets the next start (default: the effective CPU count)")
     parser.add_argument("--budget", type=float, default=None, metavar="S",
                         help="stop starting scenarios after S seconds in all")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every scenario in a fresh interpreter instead of forking it "
+                             "from one that imported its modules (slower; for a module whose "
+                             "import starts threads that the scenario needs)")
     parser.add_argument("--no-minimize", action="store_true",
                         help="report failures without minimising them or trying mitigations")
     parser.add_argument("--fail-on", choices=FAIL_ON, default="error",
@@ -98,7 +102,7 @@ def options_from_args(args: argparse.Namespace, modules: list[str], *, jobs: int
     return ProbeOptions(modules=modules, ops=ops, orders=args.orders, fork=args.fork,
                         modes=modes, envs=tuple(envs), timeout=args.timeout,
                         hang_timeout=args.hang_timeout, jobs=jobs, budget=args.budget,
-                        minimize=not args.no_minimize)
+                        minimize=not args.no_minimize, fresh=getattr(args, "fresh", False))
 
 
 def run(args: argparse.Namespace) -> int:

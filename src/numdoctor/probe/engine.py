@@ -39,6 +39,7 @@ class ProbeOptions:
     jobs: int = 1
     budget: float | None = None  # seconds for the whole probe
     minimize: bool = True
+    fresh: bool = False  # every scenario a fresh interpreter (no fork servers)
 
 
 @dataclass
@@ -111,8 +112,11 @@ class _Runner:
         self.done: dict[Scenario, Result] = {}  # the latest result of each scenario run
         # Scenarios of one import order and environment are forks of one interpreter that
         # imported its modules once (see forkserver.py).
-        self._fork_dir = tempfile.TemporaryDirectory(prefix="numdoctor-forks-")
-        self.servers = ForkServers(self._fork_dir.name, keep=2 * max(1, options.jobs))
+        self._fork_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.servers: ForkServers | None = None
+        if not options.fresh:
+            self._fork_dir = tempfile.TemporaryDirectory(prefix="numdoctor-forks-")
+            self.servers = ForkServers(self._fork_dir.name, keep=2 * max(1, options.jobs))
         # Side by side, the scenarios' operations take turns (see turns.py).
         self._turn_dir: tempfile.TemporaryDirectory[str] | None = None
         self.turns: TurnKeeper | None = None
@@ -146,6 +150,8 @@ class _Runner:
 
     def prepare(self, scenarios: list[Scenario]) -> None:
         """Start the fork servers these scenarios will need, in their order, while others run."""
+        if self.servers is None:
+            return
         groups: dict[tuple, tuple[tuple[str, ...], dict[str, str]]] = {}
         turns = self.turns.address if self.turns else None
         for scenario in scenarios:
@@ -193,8 +199,10 @@ class _Runner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
-        self.servers.close()
-        self._fork_dir.cleanup()
+        if self.servers is not None:
+            self.servers.close()
+        if self._fork_dir is not None:
+            self._fork_dir.cleanup()
         if self.turns is not None:
             self.turns.close()
         if self._turn_dir is not None:
@@ -238,7 +246,7 @@ def probe(options: ProbeOptions, progress: Progress | None = None) -> ProbeResul
         if options.minimize:
             _minimize_and_mitigate_all(out.failures, runner)
         out.not_run = runner.skipped
-        out.notes.extend(runner.servers.notes)
+        out.notes.extend(runner.servers.notes if runner.servers else [])
     finally:
         runner.close()
     out.seconds = time.monotonic() - started
