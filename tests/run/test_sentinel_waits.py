@@ -60,8 +60,8 @@ def test_a_thread_that_stays_in_its_wait_reads_the_same_and_one_that_moves_reads
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 system call numbers")
 def test_a_condition_variables_two_futex_words_are_one_wait_and_other_calls_are_kept():
     # futex (202) on glibc's condition variable: two signal groups, 4 bytes apart
-    reading = b"202 0x7f4165be5ae4 0x189 0x0 0x0 0x0 0xffffffff 0x7f415f7fed40 0x7f4165a91117"
-    assert _same_wait(reading) == _same_wait(reading.replace(b"ae4", b"ae0", 1))
-    assert _same_wait(reading) != _same_wait(reading.replace(b"ae4", b"b04", 1))
-    sleep = b"230 0x1 0x1 0x7ffd56b088c0 0x0 0x0 0x0 0x7ffd56b08880 0x7f4165a91117"
+    reading = "202 0x7f4165be5ae4 0x189 0x0 0x0 0x0 0xffffffff 0x7f415f7fed40 0x7f4165a91117"
+    assert _same_wait(reading) == _same_wait(reading.replace("ae4", "ae0", 1))
+    assert _same_wait(reading) != _same_wait(reading.replace("ae4", "b04", 1))
+    sleep = "230 0x1 0x1 0x7ffd56b088c0 0x0 0x0 0x0 0x7ffd56b08880 0x7f4165a91117"
     assert _same_wait(sleep) == sleep

@@ -134,7 +134,6 @@ class _Runner:
         # to the next one, so up to twice as many may be under way.
         self.overlap = self.turns is not None
         self.slots = threading.Semaphore(max(1, options.jobs))
-        self._slot_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, options.jobs) * (2 if self.overlap else 1))
 
@@ -152,24 +151,20 @@ class _Runner:
         """Start the fork servers these scenarios will need, in their order, while others run."""
         if self.servers is None:
             return
-        groups: dict[tuple, tuple[tuple[str, ...], dict[str, str]]] = {}
         turns = self.turns.address if self.turns else None
-        for scenario in scenarios:
-            env = scenario_environment(scenario, turns=turns)
-            groups.setdefault((scenario.all_imports(), tuple(sorted(env.items()))),
-                              (scenario.all_imports(), env))
-        self.servers.prepare(list(groups.values()),
+        self.servers.prepare([(s.all_imports(), scenario_environment(s, turns=turns))
+                              for s in scenarios],
                              limit=self.options.timeout + self.options.hang_timeout + 60)
 
     def _one(self, scenario: Scenario) -> Result | None:
         self.slots.acquire()
-        held = [True]
+        held = True
 
-        def give_back() -> None:
-            with self._slot_lock:
-                if held[0]:
-                    held[0] = False
-                    self.slots.release()
+        def give_back() -> None:  # called in this thread: by run_scenario, then below
+            nonlocal held
+            if held:
+                held = False
+                self.slots.release()
 
         try:
             if self.deadline is not None and time.monotonic() >= self.deadline:

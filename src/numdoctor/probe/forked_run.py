@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 
+from numdoctor.core.forked import ForkedChild
 from numdoctor.core.rundir import INJECT_DIR
 from numdoctor.core.tree import CommandNotFound
 
@@ -22,21 +23,13 @@ from numdoctor.core.tree import CommandNotFound
 PROOF_PACE = 0.5
 
 
-class ForkedProgram:
-    """What the supervisor's loop needs of a started program (a Popen stand-in)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-
 def supervise_forked(argv: Sequence[str], program: int, go: socket.socket) -> int:
     """Run `numdoctor run ARGV` whose program is the forked `program` waiting on `go`."""
     from numdoctor.cli import UsageError, build_parser
     from numdoctor.commands import run as run_command
 
     def start(command: Sequence[str], *, env: Mapping[str, str], stdout: int | None,
-              stderr: int | None, cwd: str | None = None) -> ForkedProgram:
+              stderr: int | None, cwd: str | None = None) -> ForkedChild:
         if len(command) < 2 or command[1].startswith("-"):
             go.close()
             raise CommandNotFound(f"{' '.join(command)}: a forked program runs a script "
@@ -54,7 +47,7 @@ def supervise_forked(argv: Sequence[str], program: int, go: socket.socket) -> in
             go.close()
         if not started:
             raise CommandNotFound(f"{command[-1]}: the forked program did not start", 126)
-        return ForkedProgram(program)
+        return ForkedChild(program)
 
     try:
         args = build_parser("run").parse_args(["run", *argv])

@@ -26,6 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from numdoctor.core.monitor import read_stat
+from numdoctor.probe.turns import IDLE_WINDOW, TreeCpu
+
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
 
 # A server that used no CPU for this long while importing is stuck: its group runs fresh.
@@ -33,11 +36,10 @@ IMPORT_IDLE_LIMIT = 5.0
 # The servers together hold at most this share of the memory available when the probe began
 # (a torch server is a few hundred MiB; a matrix of four frameworks has dozens of groups).
 MEMORY_SHARE = 0.25
-# A scenario whose tree used under IDLE_CPU_SHARE of a CPU for IDLE_AFTER seconds gives its
-# CPU share back (polled every IDLE_POLL seconds).
-IDLE_CPU_SHARE = 0.05
+# A scenario whose tree has been idle (turns.TreeCpu) for IDLE_AFTER seconds gives its CPU
+# share back; polled every IDLE_POLL seconds, one idle window each.
 IDLE_AFTER = 0.5
-IDLE_POLL = 0.25
+IDLE_POLL = IDLE_WINDOW
 
 
 class Finished:
@@ -115,10 +117,12 @@ class ForkServers:
 
     def prepare(self, groups: Sequence[tuple[Sequence[str], Mapping[str, str]]], *,
                 limit: float) -> None:
-        """Start the servers of `groups` (up to `keep`) in the background, so that their
-        imports overlap with scenarios that are running instead of waiting for them."""
-        for imports, env in list(groups)[:self.keep]:
-            key = (tuple(imports), tuple(sorted(env.items())))
+        """Start the servers of the first `keep` distinct `groups` in the background, so that
+        their imports overlap with scenarios that are running instead of waiting for them."""
+        distinct: dict[tuple, tuple[Sequence[str], Mapping[str, str]]] = {}
+        for imports, env in groups:
+            distinct.setdefault(_group(imports, env), (imports, env))
+        for key, (imports, env) in list(distinct.items())[:self.keep]:
             with self._lock:
                 if key in self._servers or key in self._failed or key in self._starting:
                     continue
@@ -135,7 +139,7 @@ class ForkServers:
     # -- starting servers ---------------------------------------------------------------------
     def _server(self, imports: tuple[str, ...], env: dict[str, str],
                 limit: float) -> _Server | None:
-        key = (imports, tuple(sorted(env.items())))
+        key = _group(imports, env)
         with self._lock:
             if key in self._failed:
                 return None
@@ -171,6 +175,11 @@ class ForkServers:
         for old in evicted:  # its running scenarios are forks of their own: unaffected
             old.stop()
         return server
+
+
+def _group(imports: Sequence[str], env: Mapping[str, str]) -> tuple:
+    """A server's key: its import order and its whole environment."""
+    return tuple(imports), tuple(sorted(env.items()))
 
 
 def _start(directory: str, number: int, imports: tuple[str, ...], env: dict[str, str],
@@ -224,22 +233,18 @@ def _wait_ready(process: subprocess.Popen[bytes], limit: float) -> str:
             return "importing took too long in the fork server"
 
 
-def _cpu(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return -1
+def _cpu(pid: int) -> float | None:
+    stat = read_stat(pid)
+    return stat.cpu if stat else None
 
 
 def _request(address: str, request: dict, limit: float,
              idle: Callable[[], None] | None = None) -> int | None:
     """Send one scenario to the server; its `numdoctor run` exit status, or None when the
     forked supervisor did not answer (it is then ended with its program). `idle` is called
-    once, when the program's tree has used next to no CPU for a while (see `_IdleWatch`)."""
+    once, when the program's tree has used next to no CPU for IDLE_AFTER seconds."""
     pids: dict[str, int] = {}
-    watch: _IdleWatch | None = None
+    tree: TreeCpu | None = None
     try:
         with socket.socket(socket.AF_UNIX) as conn:
             conn.settimeout(10.0)
@@ -248,9 +253,11 @@ def _request(address: str, request: dict, limit: float,
             deadline = time.monotonic() + limit
             pending = b""
             while True:
-                if watch is not None and idle is not None and watch.idle():
-                    idle()
-                    idle = None
+                if tree is not None and idle is not None:
+                    tree.idle()
+                    if tree.quiet_for() >= IDLE_AFTER:
+                        idle()
+                        idle = None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -269,47 +276,12 @@ def _request(address: str, request: dict, limit: float,
                         return int(message["exit"])
                     pids.update({k: int(v) for k, v in message.items()
                                  if k in ("pid", "program")})
-                    if "program" in pids and watch is None:
-                        watch = _IdleWatch(pids["program"])
+                    if "program" in pids and tree is None:
+                        tree = TreeCpu(pids["program"])
     except (OSError, ValueError):
         pass
     _end(pids)
     return None
-
-
-class _IdleWatch:
-    """Whether a scenario's program tree has been nearly idle for IDLE_AFTER seconds (a
-    deadlock waiting for its proof, a sleep): its CPU share may go to the next scenario."""
-
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        self.root = psutil.Process(pid)
-        self.since = time.monotonic()
-        self.cpu = self._cpu()
-
-    def _cpu(self) -> float:
-        import psutil
-
-        total = 0.0
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return -1.0
-        for process in processes:
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-        return total
-
-    def idle(self) -> bool:
-        now, cpu = time.monotonic(), self._cpu()
-        if cpu < 0 or cpu - self.cpu > IDLE_CPU_SHARE * (now - self.since):
-            self.since, self.cpu = now, cpu  # busy (or unreadable): start the window again
-            return False
-        return now - self.since >= IDLE_AFTER
 
 
 def _end(pids: dict[str, int]) -> None:

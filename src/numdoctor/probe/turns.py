@@ -78,7 +78,7 @@ class TurnKeeper:
         self._open: set[socket.socket] = set()  # every connection not yet closed
         self._holder: socket.socket | None = None
         self._held_since = 0.0
-        self._tree: _TreeCpu | None = None
+        self._tree: TreeCpu | None = None
         self._stop = False
         self.turns = 0
         self.passed_idle = 0
@@ -158,7 +158,7 @@ class TurnKeeper:
                 self._open.discard(conn)
                 continue
             self._holder, self._held_since = conn, time.monotonic()
-            self._tree = _TreeCpu(_peer_pid(conn))
+            self._tree = TreeCpu(_peer_pid(conn))
             self.turns += 1
             return
 
@@ -174,12 +174,13 @@ class TurnKeeper:
         self._holder = None
 
 
-class _TreeCpu:
+class TreeCpu:
     """CPU seconds used by a process and its descendants, sampled over sliding windows."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
         self.mark = (time.monotonic(), self._cpu())
+        self.quiet_since: float | None = None  # start of the run of idle windows, if any
 
     def _cpu(self) -> float | None:
         if self.pid is None:
@@ -198,6 +199,8 @@ class _TreeCpu:
             return None
 
     def idle(self) -> bool:
+        """Whether the last window of at least IDLE_WINDOW seconds was idle (False while the
+        current window is still shorter)."""
         now = time.monotonic()
         started, cpu_then = self.mark
         if now - started < IDLE_WINDOW:
@@ -205,8 +208,18 @@ class _TreeCpu:
         cpu = self._cpu()
         self.mark = (now, cpu)
         if cpu is None or cpu_then is None or cpu < cpu_then:
-            return False  # a process of the tree ended: it was doing something
-        return cpu - cpu_then < IDLE_CPU_FRACTION * (now - started)
+            quiet = False  # a process of the tree ended: it was doing something
+        else:
+            quiet = cpu - cpu_then < IDLE_CPU_FRACTION * (now - started)
+        if not quiet:
+            self.quiet_since = None
+        elif self.quiet_since is None:
+            self.quiet_since = started
+        return quiet
+
+    def quiet_for(self) -> float:
+        """Seconds the tree has been idle without a break, as of the last window."""
+        return self.mark[0] - self.quiet_since if self.quiet_since is not None else 0.0
 
 
 def _peer_pid(conn: socket.socket) -> int | None:

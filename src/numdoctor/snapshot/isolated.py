@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from numdoctor.core.forked import ForkedChild
+
 # This module sits on the start-up path of `numdoctor check`, before the collector forks:
 # the dataclass models, subprocess and the collector are imported only where they are used.
 if TYPE_CHECKING:
@@ -117,7 +119,7 @@ def _run_child(imports: list[str], timeout: float, progress: Progress | None,
         args = {"imports": imports, "events_fd": write_fd, "run_dir": scratch.run_dir.path,
                 "dump_signal": scratch.run_dir.dump_signal}
         if env is None and _can_fork(imports):
-            child: subprocess.Popen | _ForkedChild = _fork_child(args, read_fd, scratch)
+            child: subprocess.Popen | ForkedChild = _fork_child(args, read_fd, scratch)
         else:
             import subprocess
 
@@ -291,35 +293,7 @@ def _can_fork(imports: list[str]) -> bool:
 _SHARED_STDLIB = ("inspect", "platform", "sysconfig")
 
 
-class _ForkedChild:
-    """The subset of Popen that the supervisor uses, for a forked collector."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.status: int | None = None  # the raw wait status
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status, self.returncode = status, os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.status, self.returncode = status, os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-
-def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
+def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> ForkedChild:
     # Fork first, import later: the child imports the collector after the user's modules
     # (as a spawned one does), while the parent prepares rules and renderers in parallel.
     import numdoctor.core.inject.sitecustomize  # noqa: F401  the child arms itself with it
@@ -331,7 +305,7 @@ def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
     sys.stderr.flush()
     pid = os.fork()
     if pid:
-        return _ForkedChild(pid)
+        return ForkedChild(pid)
     code = 70  # EX_SOFTWARE, should run() itself fail
     try:
         os.setsid()
@@ -351,7 +325,7 @@ def _fork_child(args: dict, read_fd: int, scratch: _Scratch) -> _ForkedChild:
         os._exit(code)
 
 
-def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: float,
+def _supervise(child: subprocess.Popen | ForkedChild, read_fd: int, timeout: float,
                progress: Progress | None, scratch: _Scratch,
                imports_over: threading.Event) -> _ChildResult:
     result = _ChildResult()
@@ -403,7 +377,7 @@ def _supervise(child: subprocess.Popen | _ForkedChild, read_fd: int, timeout: fl
     return result
 
 
-def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: float,
+def _hung(child: subprocess.Popen | ForkedChild, current: str | None, timeout: float,
           scratch: _Scratch, result: _ChildResult) -> _ChildResult:
     # Every thread's stack before the kill (the dead cannot be dumped), so the report says
     # where the import waits: Python and native frames, or faulthandler's Python ones.
@@ -427,15 +401,15 @@ def _hung(child: subprocess.Popen | _ForkedChild, current: str | None, timeout: 
     return result
 
 
-def _wait_status(child: subprocess.Popen | _ForkedChild) -> int:
+def _wait_status(child: subprocess.Popen | ForkedChild) -> int:
     """The child's wait status once it has ended (Popen keeps only a return code)."""
     code = child.wait()
-    if isinstance(child, _ForkedChild) and child.status is not None:
+    if isinstance(child, ForkedChild) and child.status is not None:
         return child.status
     return -code if code < 0 else (code & 0xFF) << 8
 
 
-def _kill_group(child: subprocess.Popen | _ForkedChild, *, wait: bool = True) -> None:
+def _kill_group(child: subprocess.Popen | ForkedChild, *, wait: bool = True) -> None:
     """Kill the child and whatever it started (nothing may outlive us).
 
     `wait=False` reaps the child in the background: one that has reported its facts may
@@ -447,7 +421,7 @@ def _kill_group(child: subprocess.Popen | _ForkedChild, *, wait: bool = True) ->
     killed = tree.kill_tree(child.pid, session=child.pid, include_root=wait)
     status = killed.statuses.get(child.pid)
     if status is not None:  # reaped by the kill: tell the child object
-        if isinstance(child, _ForkedChild):
+        if isinstance(child, ForkedChild):
             child.status = status
         child.returncode = os.waitstatus_to_exitcode(status)
     if not wait:

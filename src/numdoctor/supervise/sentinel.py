@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from numdoctor.core.procfs import thread_file, thread_ids
+
 if TYPE_CHECKING:
     from numdoctor.core.monitor import Proc
     from numdoctor.supervise.watch import Examination, Watch
@@ -49,7 +51,7 @@ class Sentinel:
         self.reported: set[tuple[str, int, int | None]] = set()  # with --keep-running
         self.looks = 0
         self.last_look = 0.0  # when the last look began (or progress was last taken in)
-        self.unproven: tuple[tuple[int, int, str, bytes], ...] | None = None  # see _waits
+        self.unproven: tuple[tuple[int, int, int, str], ...] | None = None  # see _waits
         self.spent = 0.0  # seconds of looks
 
     def check(self, now: float, last_progress: float | None = None) -> Examination | None:
@@ -63,7 +65,8 @@ class Sentinel:
             self.candidate = None
             self.backoff = FIRST_BACKOFF
             self.next_look = 0.0
-            self.last_look = now if moved_on else self.last_look
+            if moved_on:
+                self.last_look = now
             if idle_for is None:
                 return None
         if last_progress is not None and now - last_progress < self.idle_before:
@@ -118,40 +121,37 @@ class Sentinel:
         return None
 
 
-def _waits(procs: Iterable[Proc]) -> tuple[tuple[int, int, str, bytes], ...] | None:
+def _waits(procs: Iterable[Proc]) -> tuple[tuple[int, int, int, str], ...] | None:
     """Where each thread of the tree waits, as the kernel tells it: the system call, its
     arguments and the stack and instruction pointers (/proc/<pid>/task/<tid>/syscall). Equal
     readings mean the same stacks; None where a thread runs or a file cannot be read."""
     found = []
     for proc in sorted(procs, key=lambda p: p.pid):
-        task = f"/proc/{proc.pid}/task"
-        try:
-            tids = sorted(os.listdir(task))
-            for tid in tids:
-                with open(f"{task}/{tid}/syscall", "rb") as fh:
-                    reading = fh.read()
-                if reading.startswith(b"running"):
-                    return None
-                found.append((proc.pid, proc.start, tid, _same_wait(reading)))
-        except OSError:
+        tids = thread_ids(proc.pid)
+        if not tids:
             return None
+        for tid in tids:
+            reading = thread_file(proc.pid, tid, "syscall")
+            if not reading or reading.startswith("running"):
+                return None
+            found.append((proc.pid, proc.start, tid, _same_wait(reading)))
     return tuple(found)
 
 
 # futex(2) by architecture: a condition variable's waiters alternate between two adjacent
 # futex words (glibc's two signal groups), 4 bytes apart; the same wait, for our purpose.
-_FUTEX = {"x86_64": b"202", "aarch64": b"98", "ppc64le": b"221", "s390x": b"238"}.get(
+_FUTEX = {"x86_64": "202", "aarch64": "98", "ppc64le": "221", "s390x": "238"}.get(
     os.uname().machine)
 
 
-def _same_wait(reading: bytes) -> bytes:
+def _same_wait(reading: str) -> str:
     parts = reading.split()
     if _FUTEX is not None and len(parts) > 1 and parts[0] == _FUTEX:
         try:
-            parts[1] = b"%x" % (int(parts[1], 16) & ~0x7)
+            parts[1] = f"{int(parts[1], 16) & ~0x7:#x}"
         except ValueError:
             pass
-    return b" ".join(parts)
+    return " ".join(parts)
 
 
 def _busy(seen: Examination) -> bool:
